@@ -1,0 +1,1 @@
+"""Shared runtime for every posint service; one implementation of each mechanism."""

@@ -1,0 +1,252 @@
+"""The consumer loop every service uses.
+
+- Offsets are committed (offset + 1) only after the handler's database transaction committed, and
+  on partition revocation and shutdown, so a crash redelivers instead of losing.
+- With ``idempotent=True`` the inbox row is written in the handler's transaction: a redelivered
+  message has no second effect.
+- A message that keeps failing is retried ``max_attempts`` times, then written to ``<topic>.dlq``
+  through the outbox, together with its inbox row, and the partition moves on.
+- ``ordered=True`` handles one partition's messages in order (partitions in parallel);
+  ``ordered=False`` handles a batch concurrently, for side-effect-free queries.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from pydantic import BaseModel
+
+from posint_common import inbox, metrics, outbox
+from posint_common.contracts.replies import DEAD_LETTER, REPLY, DeadLetter, Reply
+from posint_common.contracts.topics import dead_letter
+from posint_common.envelope import Envelope, InvalidEnvelope
+from posint_common.fetch_pacing import FetchPacer
+from posint_common.log import get_logger
+
+log = get_logger(__name__)
+
+RETRY_BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0)
+
+
+@dataclass
+class MessageContext:
+    """What a handler gets: the message, its transaction's connection, and a way to emit."""
+
+    envelope: Envelope
+    conn: asyncpg.Connection
+    schema: str
+    source: str
+    emitted: list[tuple[str, Envelope]] = field(default_factory=list)
+
+    async def emit(self, topic: str, type: str, message: BaseModel, *, subject: str | None = None) -> Envelope:
+        """Queue an event or command in the outbox, inside the handler's transaction."""
+        envelope = Envelope.wrap(message, source=self.source, type=type, cause=self.envelope, subject=subject)
+        await outbox.add(self.conn, self.schema, topic, envelope)
+        return envelope
+
+
+Handler = Callable[[MessageContext, BaseModel], Awaitable[Reply | None]]
+
+
+@dataclass(frozen=True)
+class Route:
+    model: type[BaseModel]
+    handler: Handler
+
+
+class PermanentError(Exception):
+    """A message that can never succeed (unknown type, invalid payload): dead-letter at once."""
+
+
+class _Revocation(ConsumerRebalanceListener):
+    def __init__(self, loop: "ConsumerLoop") -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        async with self._loop.batch_lock:  # let the batch in hand finish and commit first
+            pass
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        self._loop.joined = True
+        log.info("partitions_assigned", consumer=self._loop.name, partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
+
+
+class ConsumerLoop:
+    def __init__(
+        self,
+        *,
+        name: str,
+        topics: tuple[str, ...],
+        routes: dict[str, Route],
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        pool: asyncpg.Pool,
+        schema: str,
+        source: str,
+        pacer_settings: dict,
+        idempotent: bool = True,
+        ordered: bool = True,
+        replies_via_outbox: bool = True,
+        ignore_unknown_types: bool = False,
+        max_attempts: int = 5,
+        reply_timeout_s: float = 5.0,
+    ) -> None:
+        self.name = name
+        self.topics = topics
+        self.routes = routes
+        self.consumer = consumer
+        self.producer = producer
+        self.pool = pool
+        self.schema = schema
+        self.source = source
+        self.idempotent = idempotent
+        self.ordered = ordered
+        self.replies_via_outbox = replies_via_outbox
+        self.ignore_unknown_types = ignore_unknown_types
+        self.max_attempts = max_attempts
+        self.reply_timeout_s = reply_timeout_s
+        self.batch_lock = asyncio.Lock()
+        self.joined = False
+        self._pacer_settings = pacer_settings
+        self._pacer: FetchPacer | None = None
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        self.consumer.subscribe(list(self.topics), listener=_Revocation(self))
+        await self.consumer.start()
+        self._pacer = FetchPacer(self.consumer, **self._pacer_settings)
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task:
+            async with self.batch_lock:
+                self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._pacer:
+            self._pacer.close()
+        await self.consumer.stop()
+
+    @property
+    def ready(self) -> bool:
+        return self.joined and self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            batch = await self.consumer.getmany(timeout_ms=1_000)
+            if not batch:
+                continue
+            self._pacer.activity()
+            async with self.batch_lock:
+                await self._handle_batch(batch)
+
+    async def _handle_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        if self.ordered:
+            await asyncio.gather(*(self._handle_in_order(records) for records in batch.values()))
+        else:
+            await asyncio.gather(*(self._handle(record) for records in batch.values() for record in records))
+        await self.consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+
+    async def _handle_in_order(self, records: list[ConsumerRecord]) -> None:
+        for record in records:
+            await self._handle(record)
+
+    async def _handle(self, record: ConsumerRecord) -> None:
+        started = time.perf_counter()
+        envelope = None
+        try:
+            envelope = Envelope.from_record(record.headers, record.value)
+        except InvalidEnvelope as error:
+            await self._dead_letter(record, None, f"invalid envelope: {error}", attempts=1)
+            return
+        with structlog.contextvars.bound_contextvars(
+            request_id=envelope.correlationid, tenant=envelope.tenantid, message_type=envelope.type, message_id=envelope.id
+        ):
+            route = self.routes.get(envelope.type)
+            if route is None:
+                outcome = "ignored" if self.ignore_unknown_types else "dead-lettered"
+                if not self.ignore_unknown_types:
+                    await self._dead_letter(record, envelope, f"unknown message type {envelope.type}", attempts=1)
+                metrics.MESSAGES.labels(self.name, envelope.type, outcome).inc()
+                return
+            await self._handle_with_retries(record, envelope, route)
+            metrics.HANDLER_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+
+    async def _handle_with_retries(self, record: ConsumerRecord, envelope: Envelope, route: Route) -> None:
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                outcome = await self._apply(envelope, route)
+                metrics.MESSAGES.labels(self.name, envelope.type, outcome).inc()
+                return
+            except PermanentError as error:
+                await self._dead_letter(record, envelope, str(error), attempts=attempt)
+                return
+            except Exception as error:
+                log.warning("handler_failed", consumer=self.name, attempt=attempt, error=repr(error))
+                if attempt == self.max_attempts or self._stopping:
+                    if self._stopping:
+                        raise
+                    await self._dead_letter(record, envelope, repr(error), attempts=attempt)
+                    return
+                await asyncio.sleep(RETRY_BACKOFF_S[min(attempt - 1, len(RETRY_BACKOFF_S) - 1)])
+
+    async def _apply(self, envelope: Envelope, route: Route) -> str:
+        try:
+            message = envelope.parse(route.model)
+        except ValueError as error:
+            raise PermanentError(f"invalid payload for {envelope.type}: {error}") from error
+        async with self.pool.acquire() as conn, conn.transaction():
+            if self.idempotent and not await inbox.claim(conn, self.name, envelope):
+                return "duplicate"
+            context = MessageContext(envelope=envelope, conn=conn, schema=self.schema, source=self.source)
+            reply = await route.handler(context, message)
+            if reply is not None and envelope.replyto and self.replies_via_outbox:
+                await outbox.add(conn, self.schema, envelope.replyto, self._reply_envelope(reply, envelope))
+        if reply is not None and envelope.replyto and not self.replies_via_outbox:
+            reply_envelope = self._reply_envelope(reply, envelope)
+            await asyncio.wait_for(
+                self.producer.send_and_wait(
+                    envelope.replyto, reply_envelope.value(), key=reply_envelope.key, headers=reply_envelope.headers()
+                ),
+                self.reply_timeout_s,
+            )
+        return "handled"
+
+    def _reply_envelope(self, reply: Reply, cause: Envelope) -> Envelope:
+        return Envelope.wrap(reply, source=self.source, type=REPLY, cause=cause)
+
+    async def _dead_letter(self, record: ConsumerRecord, envelope: Envelope | None, error: str, attempts: int) -> None:
+        """Park the record on ``<topic>.dlq`` via the outbox, marking it processed in the same transaction."""
+        letter = DeadLetter(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            consumer=self.name,
+            error=error[:2_000],
+            attempts=attempts,
+            original_headers={k: v.decode(errors="replace") for k, v in (record.headers or ())},
+            original_value=(record.value or b"").decode(errors="replace")[:100_000],
+        )
+        dead = Envelope.wrap(letter, source=self.source, type=DEAD_LETTER, cause=envelope, subject=envelope.subject if envelope else None)
+        async with self.pool.acquire() as conn, conn.transaction():
+            if envelope is not None and self.idempotent and not await inbox.claim(conn, self.name, envelope):
+                return
+            await outbox.add(conn, self.schema, dead_letter(record.topic), dead)
+            if envelope is not None and envelope.replyto:
+                failure = Reply(status=500, problem=_internal_problem())
+                await outbox.add(conn, self.schema, envelope.replyto, self._reply_envelope(failure, envelope))
+        metrics.DEAD_LETTERS.labels(self.name).inc()
+        log.error("dead_lettered", consumer=self.name, topic=record.topic, offset=record.offset, error=error[:500])
+
+
+def _internal_problem():
+    from posint_common.contracts.problem import problem
+
+    return problem(500, "internal", "Internal error", "The request could not be processed; it was recorded for investigation.")

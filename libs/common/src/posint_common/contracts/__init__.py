@@ -1,0 +1,12 @@
+"""Published contracts: topic names and the pydantic model of every message type we emit.
+
+Other teams consume these; a change to a payload means a new ``.vN`` type, never an edit.
+"""
+from posint_common.contracts import integrations, replies, tenants
+
+MESSAGE_MODELS = {
+    integrations.LIST_INTEGRATIONS: integrations.ListIntegrations,
+    replies.REPLY: replies.Reply,
+    tenants.TENANT_CREATED: tenants.TenantCreated,
+    replies.DEAD_LETTER: replies.DeadLetter,
+}

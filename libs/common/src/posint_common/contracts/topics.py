@@ -1,0 +1,33 @@
+"""Every Kafka topic posint uses. Commands go to the receiving service's topic, events to the
+emitter's, queries to their own topic so reads never queue behind writes."""
+
+GATEWAY_REPLIES = "gateway.replies"
+GATEWAY_EVENTS = "gateway.events"
+INTEGRATIONS_COMMANDS = "integrations.commands"
+INTEGRATIONS_QUERIES = "integrations.queries"
+INTEGRATIONS_EVENTS = "integrations.events"
+ORDERS_COMMANDS = "orders.commands"
+ORDERS_QUERIES = "orders.queries"
+ORDERS_EVENTS = "orders.events"
+WEBHOOKS_COMMANDS = "webhooks.commands"
+WEBHOOKS_EVENTS = "webhooks.events"
+
+CONSUMED = (
+    GATEWAY_EVENTS,
+    INTEGRATIONS_COMMANDS,
+    INTEGRATIONS_QUERIES,
+    INTEGRATIONS_EVENTS,
+    ORDERS_COMMANDS,
+    ORDERS_QUERIES,
+    ORDERS_EVENTS,
+    WEBHOOKS_COMMANDS,
+    WEBHOOKS_EVENTS,
+)
+
+
+def dead_letter(topic: str) -> str:
+    """Poison messages from ``topic`` land here with the error that stopped them."""
+    return f"{topic}.dlq"
+
+
+ALL = (GATEWAY_REPLIES, *CONSUMED, *(dead_letter(topic) for topic in CONSUMED))

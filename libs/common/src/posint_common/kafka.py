@@ -1,0 +1,66 @@
+"""Broker clients with posint's defaults: no idempotent or transactional producer (correctness
+comes from the outbox and inbox), manual commits, bounded timeouts."""
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from posint_common.envelope import Envelope
+from posint_common.settings import KafkaSettings
+
+DEFAULT_PARTITIONS = 3
+
+
+def make_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=0,
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+        max_request_size=1_048_576,
+    )
+
+
+def make_consumer(settings: KafkaSettings, *topics: str, group_id: str | None, client_id: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if group_id else "latest",
+        fetch_max_wait_ms=settings.kafka_fetch_wait_idle_ms,
+        request_timeout_ms=40_000,  # JoinGroup waits for the rebalance; it must outlast it
+        session_timeout_ms=30_000,
+        heartbeat_interval_ms=3_000,
+        max_poll_records=200,
+    )
+
+
+async def send(producer: AIOKafkaProducer, topic: str, envelope: Envelope, timeout_s: float):
+    """Send one envelope and wait for the broker's ack, never longer than ``timeout_s``."""
+    return await asyncio.wait_for(
+        producer.send_and_wait(topic, envelope.value(), key=envelope.key, headers=envelope.headers()),
+        timeout_s,
+    )
+
+
+async def ensure_topics(bootstrap_servers: str, topics: tuple[str, ...], partitions: int = DEFAULT_PARTITIONS) -> None:
+    """Create any missing topic; existing ones are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()

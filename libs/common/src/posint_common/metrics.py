@@ -1,0 +1,19 @@
+"""Prometheus metrics shared by every service (each process has its own registry)."""
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES = Counter(
+    "posint_messages_total", "Messages handled by a consumer", ["consumer", "type", "outcome"]
+)
+HANDLER_SECONDS = Histogram(
+    "posint_handler_seconds", "Time to handle one message, transaction included", ["consumer"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+DEAD_LETTERS = Counter("posint_dead_letters_total", "Messages sent to a dead-letter topic", ["consumer"])
+OUTBOX_PUBLISHED = Counter("posint_outbox_published_total", "Outbox rows published to Kafka", ["schema"])
+OUTBOX_FAILURES = Counter("posint_outbox_failures_total", "Outbox relay rounds that failed", ["schema"])
+HTTP_REQUESTS = Counter("posint_http_requests_total", "Gateway HTTP requests", ["route", "status"])
+HTTP_SECONDS = Histogram(
+    "posint_http_request_seconds", "Gateway request latency", ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+PENDING_REPLIES = Gauge("posint_gateway_pending_replies", "Commands waiting for their reply")

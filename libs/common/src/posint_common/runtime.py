@@ -1,0 +1,181 @@
+"""Service runner: builds the shared parts (pool, producer, outbox relay, consumer loops, health
+server), starts them in order, stops them in reverse, and exits cleanly on SIGINT/SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import asyncpg
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+
+from posint_common import db, kafka
+from posint_common.consumer import ConsumerLoop, Route
+from posint_common.health import add_health_routes
+from posint_common.log import configure_logging, get_logger
+from posint_common.outbox import OutboxRelay
+from posint_common.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ServiceRuntime:
+    """Everything one running service owns; ``extra_*`` lets a service add its own parts."""
+
+    name: str
+    schema: str
+    settings: ServiceSettings
+    migrations: Path
+    pool: asyncpg.Pool | None = None
+    producer: AIOKafkaProducer | None = None
+    relay: OutboxRelay | None = None
+    consumers: list[ConsumerLoop] = field(default_factory=list)
+    health_app: web.Application | None = None
+    health_runner: web.AppRunner | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    extra_ready: list[Callable[[], bool]] = field(default_factory=list)
+    extra_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    extra_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return f"posint/{self.name}"
+
+    async def start_core(self) -> None:
+        """Migrate, then open the pool, producer and outbox relay."""
+        applied = await db.migrate(self.settings.database_url, self.schema, self.migrations)
+        if applied:
+            log.info("migrated", schema=self.schema, versions=applied)
+        self.pool = await db.create_pool(
+            self.settings.database_url, self.schema, max_size=self.settings.db_pool_max_size, application=self.name
+        )
+        self.producer = kafka.make_producer(self.settings, client_id=self.name)
+        await self.producer.start()
+        self.relay = OutboxRelay(dsn=self.settings.database_url, pool=self.pool, producer=self.producer, schema=self.schema)
+        await self.relay.start()
+
+    def add_consumer(self, purpose: str, topics: tuple[str, ...], routes: dict[str, Route], **options) -> ConsumerLoop:
+        """Consumer group ``<service>.<purpose>``, also the inbox's consumer key."""
+        name = f"{self.name}.{purpose}"
+        loop = ConsumerLoop(
+            name=name,
+            topics=topics,
+            routes=routes,
+            consumer=kafka.make_consumer(self.settings, *topics, group_id=name, client_id=name),
+            producer=self.producer,
+            pool=self.pool,
+            schema=self.schema,
+            source=self.source,
+            pacer_settings=pacer_settings(self.settings),
+            max_attempts=self.settings.handler_max_attempts,
+            reply_timeout_s=self.settings.kafka_request_timeout_ms / 1000,
+            **options,
+        )
+        self.consumers.append(loop)
+        return loop
+
+    async def start(self) -> None:
+        for consumer in self.consumers:
+            await consumer.start()
+        for start in self.extra_start:
+            await start()
+        await self._start_health()
+        log.info("service_started", ports=self.ports)
+
+    async def stop(self) -> None:
+        if self.health_runner:
+            await self.health_runner.cleanup()
+        for stop in reversed(self.extra_stop):
+            await _quietly(stop())
+        for consumer in reversed(self.consumers):
+            await _quietly(consumer.stop())
+        if self.relay:
+            await _quietly(self.relay.stop())
+        if self.producer:
+            await _quietly(self.producer.stop())
+        if self.pool:
+            await _quietly(self.pool.close())
+        log.info("service_stopped")
+
+    def readiness_checks(self) -> dict:
+        async def postgres() -> bool:
+            return await self.pool.fetchval("SELECT 1") == 1
+
+        async def kafka_reachable() -> bool:
+            return await self.producer.client.fetch_all_metadata() is not None
+
+        async def consumers_assigned() -> bool:
+            return all(consumer.ready for consumer in self.consumers) and all(probe() for probe in self.extra_ready)
+
+        return {"postgres": postgres, "kafka": kafka_reachable, "consumers": consumers_assigned}
+
+    async def _start_health(self) -> None:
+        app = self.health_app or web.Application()
+        add_health_routes(app, self.readiness_checks())
+        self.health_runner = web.AppRunner(app, access_log=None)
+        await self.health_runner.setup()
+        site = web.TCPSite(self.health_runner, self.settings.health_host, self.settings.health_port)
+        await site.start()
+        self.ports["health"] = bound_port(site)
+
+
+def pacer_settings(settings: ServiceSettings) -> dict:
+    return {
+        "busy_ms": settings.kafka_fetch_wait_busy_ms,
+        "idle_ms": settings.kafka_fetch_wait_idle_ms,
+        "window_ms": settings.kafka_busy_window_ms,
+    }
+
+
+async def _quietly(awaitable: Awaitable) -> None:
+    try:
+        await awaitable
+    except Exception as error:
+        log.warning("stop_step_failed", error=repr(error))
+
+
+STOP_TIMEOUT_S = 20
+
+
+async def serve(build: Callable[[], Awaitable[ServiceRuntime]]) -> None:
+    """Run a service until SIGINT/SIGTERM, then stop it in order; a second signal or a stop that
+    outlasts STOP_TIMEOUT_S ends the process anyway."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            os._exit(1)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    runtime = await build()
+    try:
+        started = asyncio.create_task(runtime.start())
+        await asyncio.wait([started, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if started.done():
+            started.result()
+            await stop.wait()
+        else:
+            started.cancel()
+    finally:
+        try:
+            await asyncio.wait_for(runtime.stop(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.error("stop_timed_out", seconds=STOP_TIMEOUT_S)
+
+
+def main(name: str, build: Callable[[], Awaitable[ServiceRuntime]], settings: ServiceSettings) -> None:
+    configure_logging(name, settings.log_level)
+    asyncio.run(serve(build))
+
+
+def bound_port(site: web.TCPSite) -> int:
+    """The port a site listens on (useful when configured as 0 for an ephemeral port)."""
+    return site._server.sockets[0].getsockname()[1]

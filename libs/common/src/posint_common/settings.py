@@ -1,0 +1,51 @@
+"""Settings from the environment; a bad or missing value stops the process with the variable's name."""
+from __future__ import annotations
+
+import sys
+from typing import TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+T = TypeVar("T", bound=BaseSettings)
+
+
+class KafkaSettings(BaseSettings):
+    """Broker connection and the adaptive fetch wait (see posint_common.fetch_pacing)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(min_length=1)
+    kafka_fetch_wait_busy_ms: int = Field(default=1, ge=0, le=10_000)
+    kafka_fetch_wait_idle_ms: int = Field(default=100, ge=0, le=10_000)
+    kafka_busy_window_ms: int = Field(default=2_000, ge=0, le=600_000)
+    kafka_request_timeout_ms: int = Field(default=5_000, ge=100, le=120_000)
+
+
+class ServiceSettings(KafkaSettings):
+    """What every service needs: its database, broker and operational port."""
+
+    database_url: str = Field(min_length=1)
+    health_port: int = Field(default=0, ge=0, le=65535)
+    health_host: str = "127.0.0.1"
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    db_pool_max_size: int = Field(default=10, ge=1, le=200)
+    handler_max_attempts: int = Field(default=5, ge=1, le=100)
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line per bad variable, named as it is spelled in the environment."""
+    lines = []
+    for item in error.errors():
+        variable = "_".join(str(part) for part in item["loc"]).upper() or "(settings)"
+        lines.append(f"{variable}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def load_settings(cls: type[T], **overrides) -> T:
+    """Build settings or exit(2) with a message naming each bad variable (never a traceback)."""
+    try:
+        return cls(**overrides)
+    except ValidationError as error:
+        print(f"configuration error: {describe_errors(error)}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,3 @@
+from posint_devstack.launcher import main
+
+raise SystemExit(main())

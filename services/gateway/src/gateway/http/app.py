@@ -1,0 +1,17 @@
+"""The gateway's aiohttp application factory."""
+from aiohttp import web
+
+from gateway.http.endpoints import REQUESTER_KEY, add_routes
+from gateway.http.middleware import AUTHENTICATOR_KEY, authenticate, request_context
+from gateway.http.openapi import add_openapi_route
+from gateway.requester import Requester
+from gateway.tenants import Authenticator
+
+
+def create_app(requester: Requester, authenticator: Authenticator, max_body_bytes: int) -> web.Application:
+    app = web.Application(middlewares=[request_context, authenticate], client_max_size=max_body_bytes)
+    app[REQUESTER_KEY] = requester
+    app[AUTHENTICATOR_KEY] = authenticator
+    add_routes(app)
+    add_openapi_route(app)
+    return app

@@ -1,0 +1,92 @@
+"""OpenAPI 3.1 generated from the endpoint table and its pydantic models."""
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from posint_common.contracts.problem import Problem
+
+from gateway.http.endpoints import API_PREFIX, ENDPOINTS, Endpoint
+
+REF = "#/components/schemas/{model}"
+ERROR_RESPONSES = {
+    "400": "Malformed JSON",
+    "401": "Missing or invalid API key",
+    "422": "Validation failed",
+    "503": "Broker or service unreachable",
+    "504": "The owning service did not answer in time",
+}
+
+
+def _schema(model: type[BaseModel], components: dict) -> dict:
+    schema = model.model_json_schema(ref_template=REF)
+    components.update(schema.pop("$defs", {}))
+    components[model.__name__] = schema
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _parameters(endpoint: Endpoint) -> list[dict]:
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+        for name in _path_names(endpoint.path)
+    ]
+    if endpoint.params:
+        schema = endpoint.params.model_json_schema()
+        for name, prop in schema.get("properties", {}).items():
+            parameters.append(
+                {"name": name, "in": "query", "required": name in schema.get("required", []),
+                 "description": prop.get("description", ""), "schema": {k: v for k, v in prop.items() if k != "description"}}
+            )
+    return parameters
+
+
+def _path_names(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}")]
+
+
+def _operation(endpoint: Endpoint, components: dict) -> dict:
+    problem = {"application/problem+json": {"schema": {"$ref": REF.format(model="Problem")}}}
+    success: dict = {"description": endpoint.summary}
+    if endpoint.response:
+        success["content"] = {"application/json": {"schema": _schema(endpoint.response, components)}}
+    operation = {
+        "summary": endpoint.summary,
+        "operationId": endpoint.handle.__name__,
+        "parameters": _parameters(endpoint),
+        "responses": {str(endpoint.status): success}
+        | {status: {"description": text, "content": problem} for status, text in ERROR_RESPONSES.items()},
+    }
+    if endpoint.body:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _schema(endpoint.body, components)}}}
+    if endpoint.authenticated:
+        operation["security"] = [{"bearer": []}]
+    return operation
+
+
+def build_document() -> dict:
+    components: dict = {}
+    _schema(Problem, components)
+    paths: dict = {}
+    for endpoint in ENDPOINTS:
+        paths.setdefault(API_PREFIX + endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint, components)
+    paths[API_PREFIX + "/openapi.json"] = {
+        "get": {"summary": "This document", "operationId": "openapi", "responses": {"200": {"description": "OpenAPI 3.1 document"}}}
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "posint Integrations API", "version": "1.0.0", "description": "Third-party integrations, webhooks, and external orders"},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "Tenant API key"}},
+        },
+    }
+
+
+def add_openapi_route(app: web.Application) -> None:
+    document = build_document()
+
+    async def openapi(_request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.router.add_get(API_PREFIX + "/openapi.json", openapi)

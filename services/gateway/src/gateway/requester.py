@@ -1,0 +1,123 @@
+"""Request/reply over Kafka: send a command or query carrying a reply address, wait for the reply.
+
+Every gateway instance reads all partitions of ``gateway.replies`` from the end (no consumer
+group) and completes the pending request whose command id is the reply's ``causationid``;
+replies for other instances are ignored.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel, ValidationError
+
+from posint_common import kafka, metrics
+from posint_common.contracts.replies import REPLY, Reply
+from posint_common.contracts.topics import GATEWAY_REPLIES
+from posint_common.envelope import Envelope, InvalidEnvelope
+from posint_common.fetch_pacing import FetchPacer
+from posint_common.log import get_logger
+from posint_common.runtime import pacer_settings
+from posint_common.settings import ServiceSettings
+
+log = get_logger(__name__)
+SOURCE = "posint/gateway"
+
+
+class BrokerUnavailable(Exception):
+    """The command could not be handed to the broker in time."""
+
+
+class ReplyTimeout(Exception):
+    """The owning service did not answer within the deadline."""
+
+
+class Requester:
+    def __init__(self, settings: ServiceSettings, producer: AIOKafkaProducer, reply_timeout_s: float) -> None:
+        self._settings = settings
+        self._producer = producer
+        self._reply_timeout_s = reply_timeout_s
+        self._send_timeout_s = settings.kafka_request_timeout_ms / 1000
+        self._pending: dict[str, asyncio.Future] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._pacer: FetchPacer | None = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._consumer = kafka.make_consumer(self._settings, group_id=None, client_id="gateway.replies")
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(GATEWAY_REPLIES) or set()
+        if not partitions:
+            await self._consumer._client.force_metadata_update()  # topic created just before start
+            partitions = self._consumer.partitions_for_topic(GATEWAY_REPLIES) or set()
+        if not partitions:
+            raise RuntimeError(f"topic {GATEWAY_REPLIES} does not exist")
+        assigned = [TopicPartition(GATEWAY_REPLIES, p) for p in sorted(partitions)]
+        self._consumer.assign(assigned)
+        await self._consumer.seek_to_end(*assigned)
+        for tp in assigned:  # resolve positions now, so no reply sent after start is skipped
+            await self._consumer.position(tp)
+        self._pacer = FetchPacer(self._consumer, **pacer_settings(self._settings))
+        self._task = asyncio.create_task(self._route_replies(), name="gateway-reply-router")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._pacer:
+            self._pacer.close()
+        if self._consumer:
+            await self._consumer.stop()
+        for future in self._pending.values():
+            future.cancel()
+
+    @property
+    def ready(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def request(
+        self, topic: str, type: str, message: BaseModel, *, tenant_id: str, request_id: str, subject: str | None = None
+    ) -> Reply:
+        envelope = Envelope.wrap(
+            message, source=SOURCE, type=type, subject=subject, tenantid=tenant_id,
+            correlationid=request_id, replyto=GATEWAY_REPLIES,
+        )
+        future = asyncio.get_running_loop().create_future()
+        self._pending[envelope.id] = future
+        metrics.PENDING_REPLIES.inc()
+        try:
+            self._pacer.activity()
+            try:
+                await kafka.send(self._producer, topic, envelope, self._send_timeout_s)
+            except (KafkaError, TimeoutError) as error:
+                raise BrokerUnavailable(repr(error)) from error
+            try:
+                return await asyncio.wait_for(future, self._reply_timeout_s)
+            except TimeoutError:
+                raise ReplyTimeout(f"no reply to {type} within {self._reply_timeout_s}s") from None
+        finally:
+            self._pending.pop(envelope.id, None)
+            metrics.PENDING_REPLIES.dec()
+
+    async def _route_replies(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=1_000)
+            if not batch:
+                continue
+            self._pacer.activity()
+            for records in batch.values():
+                for record in records:
+                    self._deliver(record)
+
+    def _deliver(self, record) -> None:
+        try:
+            envelope = Envelope.from_record(record.headers, record.value)
+            if envelope.type != REPLY:
+                return
+            future = self._pending.get(envelope.causationid or "")
+            if future is None or future.done():
+                return
+            future.set_result(envelope.parse(Reply))
+        except (InvalidEnvelope, ValidationError) as error:
+            log.warning("unreadable_reply", offset=record.offset, error=str(error)[:300])
