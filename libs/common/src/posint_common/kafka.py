@@ -36,8 +36,9 @@ def make_consumer(settings: KafkaSettings, *topics: str, group_id: str | None, c
         auto_offset_reset="earliest" if group_id else "latest",
         fetch_max_wait_ms=settings.kafka_fetch_wait_idle_ms,
         request_timeout_ms=40_000,  # JoinGroup waits for the rebalance; it must outlast it
-        session_timeout_ms=30_000,
-        heartbeat_interval_ms=3_000,
+        # Tansu completes a JoinGroup after half the session timeout, so it bounds start-up time.
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
         max_poll_records=200,
     )
 

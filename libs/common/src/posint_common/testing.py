@@ -1,0 +1,102 @@
+"""pytest plugin shared by every package's tests: a real embedded Postgres and Tansu broker per
+test session (on free loopback ports, so it runs beside ``make run``), and helpers to run services
+in-process and to wait on conditions with a deadline instead of sleeping."""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from posint_common.contracts import topics
+from posint_common.envelope import Envelope
+from posint_common.devstack.broker import EmbeddedBroker
+from posint_common.devstack.postgres import EmbeddedPostgres
+from posint_common.kafka import ensure_topics
+from posint_common.runtime import ServiceRuntime
+from posint_common.settings import ServiceSettings
+
+READY_TIMEOUT_S = 90
+
+
+@dataclass(frozen=True)
+class Infra:
+    database_url: str
+    bootstrap_servers: str
+
+    def settings(self, cls: type[ServiceSettings] = ServiceSettings, **overrides) -> ServiceSettings:
+        values = {"database_url": self.database_url, "kafka_bootstrap_servers": self.bootstrap_servers, "health_port": 0}
+        return cls(**{**values, **overrides})
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout_s: float = 30, what: str = "condition") -> None:
+    """Poll ``check`` until it is true; fail with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def wait_ready(runtime: ServiceRuntime, timeout_s: float = READY_TIMEOUT_S) -> None:
+    async def ready() -> bool:
+        results = [await check() for check in runtime.readiness_checks().values()]
+        return all(results)
+
+    await eventually(ready, timeout_s, f"{runtime.name} to be ready")
+
+
+async def started(build: Awaitable[ServiceRuntime]) -> ServiceRuntime:
+    runtime = await build
+    await runtime.start()
+    await wait_ready(runtime)
+    return runtime
+
+
+async def read_topic(bootstrap_servers: str, topic: str, expected: int, timeout_s: float = 30) -> list[Envelope]:
+    """Read ``topic`` from the start until ``expected`` records arrived; fail at the deadline."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest",
+                                enable_auto_commit=False, fetch_max_wait_ms=20)
+    await consumer.start()
+    records = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for tp_records in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(tp_records)
+    finally:
+        await consumer.stop()
+    assert len(records) >= expected, f"only {len(records)} of {expected} records on {topic}"
+    return [Envelope.from_record(r.headers, r.value) for r in records]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def _embedded(tmp_path_factory):
+    postgres = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    broker = EmbeddedBroker(tmp_path_factory.mktemp("tansu") / "tansu.log")
+    try:
+        database_url = postgres.start()
+        bootstrap_servers = broker.start()
+        yield Infra(database_url, bootstrap_servers)
+    finally:
+        broker.stop()
+        postgres.stop()
+
+
+@pytest.fixture(scope="session")
+async def infra(_embedded: Infra) -> Infra:
+    await ensure_topics(_embedded.bootstrap_servers, topics.ALL)
+    return _embedded
