@@ -89,7 +89,7 @@ class ServiceRuntime:
 
     async def stop(self) -> None:
         if self.health_runner:
-            await self.health_runner.cleanup()
+            await _quietly(self.health_runner.cleanup())
         for stop in reversed(self.extra_stop):
             await _quietly(stop())
         for consumer in reversed(self.consumers):
@@ -132,9 +132,17 @@ def pacer_settings(settings: ServiceSettings) -> dict:
     }
 
 
+STOP_STEP_TIMEOUT_S = 5
+
+
 async def _quietly(awaitable: Awaitable) -> None:
+    """One shutdown step, bounded in time; a failing or stuck step must not keep the others from running."""
     try:
-        await awaitable
+        await asyncio.wait_for(awaitable, STOP_STEP_TIMEOUT_S)
+    except asyncio.CancelledError:
+        if asyncio.current_task().cancelling():
+            raise  # we are being cancelled ourselves
+        log.warning("stop_step_failed", error="cancelled inside the step")  # aiokafka does this with the broker gone
     except Exception as error:
         log.warning("stop_step_failed", error=repr(error))
 

@@ -18,8 +18,8 @@ log = get_logger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-Id"
 VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-REQUEST_ID_KEY = "request_id"
-TENANT_KEY = "tenant_id"
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
+TENANT_KEY = web.RequestKey("tenant_id", str)
 AUTHENTICATOR_KEY = web.AppKey("authenticator", Authenticator)
 PUBLIC_PATHS = frozenset({"/api/v1/openapi.json"})
 

@@ -1,0 +1,55 @@
+"""The gateway never hangs: no reply in time is 504, an unreachable broker is 503.
+
+Uses its own broker with no service consuming, so nothing can answer, and stops it for the 503.
+"""
+import asyncio
+import time
+
+import aiohttp
+import pytest
+
+from gateway.bootstrap import bootstrap as gateway_bootstrap
+from gateway.config import GatewaySettings
+from gateway.tenants import create_tenant
+from posint_common.contracts import topics
+from posint_common.devstack.broker import EmbeddedBroker
+from posint_common.kafka import ensure_topics
+from posint_common.testing import started, unique
+
+
+@pytest.fixture
+async def lonely(infra, tmp_path):
+    broker = EmbeddedBroker(tmp_path / "tansu.log")
+    bootstrap_servers = broker.start()
+    await ensure_topics(bootstrap_servers, topics.ALL)
+    settings = GatewaySettings(
+        database_url=infra.database_url, kafka_bootstrap_servers=bootstrap_servers, gateway_port=0, health_port=0,
+        reply_timeout_ms=700, kafka_request_timeout_ms=1_000,
+    )
+    runtime = await started(gateway_bootstrap(settings))
+    _tenant_id, key = await create_tenant(runtime.pool, unique("lonely"))
+    base = f"http://127.0.0.1:{runtime.ports['http']}"
+    async with aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=20)) as session:
+        yield session, {"Authorization": f"Bearer {key}"}, broker
+    await asyncio.wait_for(runtime.stop(), 30)
+    broker.stop()
+
+
+async def test_no_reply_within_the_deadline_is_504(lonely):
+    session, headers, _broker = lonely
+    began = time.monotonic()
+    async with session.get("/api/v1/integrations", headers=headers) as response:
+        assert response.status == 504
+        assert response.content_type == "application/problem+json"
+        body = await response.json()
+    assert body["status"] == 504 and body["request_id"] == response.headers["X-Request-Id"]
+    assert time.monotonic() - began < 10
+
+
+async def test_unreachable_broker_is_503(lonely):
+    session, headers, broker = lonely
+    broker.stop()
+    async with session.get("/api/v1/integrations", headers=headers) as response:
+        assert response.status == 503
+        assert response.content_type == "application/problem+json"
+        assert (await response.json())["status"] == 503
