@@ -23,6 +23,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
 
 from posint_common import inbox, metrics, outbox
+from posint_common.contracts.problem import Problem, problem
 from posint_common.contracts.replies import DEAD_LETTER, REPLY, DeadLetter, Reply
 from posint_common.contracts.topics import dead_letter
 from posint_common.envelope import Envelope, InvalidEnvelope
@@ -246,7 +247,5 @@ class ConsumerLoop:
         log.error("dead_lettered", consumer=self.name, topic=record.topic, offset=record.offset, error=error[:500])
 
 
-def _internal_problem():
-    from posint_common.contracts.problem import problem
-
+def _internal_problem() -> Problem:
     return problem(500, "internal", "Internal error", "The request could not be processed; it was recorded for investigation.")

@@ -47,10 +47,8 @@ class Requester:
     async def start(self) -> None:
         self._consumer = kafka.make_consumer(self._settings, group_id=None, client_id="gateway.replies")
         await self._consumer.start()
+        await self._consumer.topics()  # fresh metadata: the topic may have been created just now
         partitions = self._consumer.partitions_for_topic(GATEWAY_REPLIES) or set()
-        if not partitions:
-            await self._consumer._client.force_metadata_update()  # topic created just before start
-            partitions = self._consumer.partitions_for_topic(GATEWAY_REPLIES) or set()
         if not partitions:
             raise RuntimeError(f"topic {GATEWAY_REPLIES} does not exist")
         assigned = [TopicPartition(GATEWAY_REPLIES, p) for p in sorted(partitions)]
