@@ -66,6 +66,9 @@ async def test_make_run_serves_the_demo_then_stops_cleanly_and_keeps_data(run_di
         env = await until_up(launcher, run_dir)
         children = psutil.Process(launcher.pid).children(recursive=True)
         api_key = (run_dir / "api-key").read_text().strip()
+        rival = launch(run_dir, free_port())
+        rival_output, _ = rival.communicate(timeout=60)
+        assert rival.returncode == 1 and "already running" in rival_output
         assert env["GATEWAY_URL"] == f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
             status, body = await get_json(session, env["GATEWAY_URL"] + "/api/v1/integrations", api_key)

@@ -62,21 +62,25 @@ async def started(build: Awaitable[ServiceRuntime]) -> ServiceRuntime:
     return runtime
 
 
-async def read_topic(bootstrap_servers: str, topic: str, expected: int, timeout_s: float = 30) -> list[Envelope]:
-    """Read ``topic`` from the start until ``expected`` records arrived; fail at the deadline."""
+async def read_topic(
+    bootstrap_servers: str, topic: str, expected: int, timeout_s: float = 30,
+    match: Callable[[Envelope], bool] = lambda envelope: True,
+) -> list[Envelope]:
+    """Read ``topic`` from the start until ``expected`` matching records arrived; fail at the deadline."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest",
                                 enable_auto_commit=False, fetch_max_wait_ms=20)
     await consumer.start()
-    records = []
+    found: list[Envelope] = []
     deadline = time.monotonic() + timeout_s
     try:
-        while len(records) < expected and time.monotonic() < deadline:
-            for tp_records in (await consumer.getmany(timeout_ms=200)).values():
-                records.extend(tp_records)
+        while len(found) < expected and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                envelopes = (Envelope.from_record(r.headers, r.value) for r in records)
+                found.extend(e for e in envelopes if match(e))
     finally:
         await consumer.stop()
-    assert len(records) >= expected, f"only {len(records)} of {expected} records on {topic}"
-    return [Envelope.from_record(r.headers, r.value) for r in records]
+    assert len(found) >= expected, f"only {len(found)} of {expected} records on {topic}"
+    return found
 
 
 def unique(prefix: str) -> str:

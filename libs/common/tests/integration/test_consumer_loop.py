@@ -21,11 +21,11 @@ async def record_note(ctx, note: Note):
     await ctx.conn.execute("INSERT INTO effects (message_id, note) VALUES ($1, $2)", ctx.envelope.id, note.text)
 
 
-def make_loop(infra, pool, producer, schema, topic, **options) -> ConsumerLoop:
-    group = unique("test.notes")
+def make_loop(infra, pool, producer, schema, topic, group=None, **options) -> ConsumerLoop:
+    group = group or unique("test.notes")
     return ConsumerLoop(
         name=group, topics=(topic,), routes={NOTE: Route(Note, record_note)},
-        consumer=kafka.make_consumer(infra.settings(), topic, group_id=group, client_id=group),
+        consumer=kafka.make_consumer(infra.settings(), topic, group_id=group, client_id=unique(group)),
         producer=producer, pool=pool, schema=schema, source="posint/test",
         pacer_settings={"busy_ms": 5, "idle_ms": 50, "window_ms": 1000}, max_attempts=2, **options,
     )
@@ -102,3 +102,30 @@ async def test_offsets_are_committed_after_the_work(infra, pool, producer, schem
 
 async def _notes_are(pool, expected) -> bool:
     return await notes(pool) == expected
+
+
+async def test_rebalance_between_two_members_loses_and_doubles_nothing(infra, pool, producer, schema, topic):
+    first = make_loop(infra, pool, producer, schema, topic)
+    second = make_loop(infra, pool, producer, schema, topic, group=first.name)  # same group and inbox key
+    await first.start()
+    expected = []
+    try:
+        for i in range(10):
+            expected.append((await send_note(producer, topic, f"a{i}")).data["text"])
+        await second.start()  # the group rebalances while messages keep coming
+        for i in range(10):
+            expected.append((await send_note(producer, topic, f"b{i}")).data["text"])
+        await eventually(lambda: second.joined, 30, "the second member to join")
+        await first.stop()  # and again when the first leaves
+        for i in range(10):
+            expected.append((await send_note(producer, topic, f"c{i}")).data["text"])
+        await eventually(lambda: _count_at_least(pool, len(expected)), 60, "every message applied")
+    finally:
+        for loop in (first, second):
+            if loop._task and not loop._task.done():
+                await loop.stop()
+    assert sorted(await notes(pool)) == sorted(expected)
+
+
+async def _count_at_least(pool, n) -> bool:
+    return await pool.fetchval("SELECT count(*) FROM effects") >= n

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import signal
 import subprocess
@@ -127,8 +128,24 @@ async def run(stack: Stack) -> None:
         await asyncio.sleep(1.0)
 
 
+def hold_run_dir(run_dir: Path):
+    """One launcher per run directory: a second one would stop the first one's Postgres."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(run_dir / "launcher.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    return lock
+
+
 def main() -> int:
     run_dir = Path(os.environ.get("POSINT_RUN_DIR", ".run")).resolve()
+    lock = hold_run_dir(run_dir)
+    if lock is None:
+        say(f"a stack is already running from {run_dir}; stop it first (Ctrl-C) or set POSINT_RUN_DIR")
+        return 1
     stack = Stack(run_dir, int(os.environ.get("GATEWAY_PORT", "8080")))
 
     async def until_signal() -> None:

@@ -96,3 +96,17 @@ async def test_every_route_is_documented_in_openapi(api, gateway_service):
     operation = document["paths"]["/api/v1/integrations"]["get"]
     schema_ref = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     assert schema_ref.split("/")[-1] in document["components"]["schemas"]
+
+
+async def test_request_id_travels_through_kafka_as_the_correlation_id(api, tenants, infra):
+    from posint_common.contracts import topics
+    from posint_common.testing import read_topic, unique
+
+    request_id = unique("corr")
+    async with api.get("/api/v1/integrations", headers={**auth(tenants["a"]), "X-Request-Id": request_id}) as response:
+        assert response.status == 200
+    ours = lambda envelope: envelope.correlationid == request_id  # noqa: E731
+    query = await read_topic(infra.bootstrap_servers, topics.INTEGRATIONS_QUERIES, 1, match=ours)
+    reply = await read_topic(infra.bootstrap_servers, topics.GATEWAY_REPLIES, 1, match=ours)
+    assert len(query) == 1 and query[0].tenantid == tenants["a"].id and query[0].replyto == topics.GATEWAY_REPLIES
+    assert len(reply) == 1 and reply[0].causationid == query[0].id
