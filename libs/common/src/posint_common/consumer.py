@@ -2,18 +2,19 @@
 
 - Offsets are committed (offset + 1) only after the handler's database transaction committed, and
   on partition revocation and shutdown, so a crash redelivers instead of losing.
-- With ``idempotent=True`` the inbox row is written in the handler's transaction: a redelivered
-  message has no second effect.
+- Commands and events: the handler runs in one transaction with its inbox row (a redelivered
+  message has no second effect) and its outbox rows (emitted messages and the reply); one
+  partition's messages are handled in order, partitions in parallel.
+- Queries (``read_only=True``): no transaction, no inbox, a batch handled concurrently, the reply
+  sent straight to the broker; answering twice is harmless and reads never wait on writes.
 - A message that keeps failing is retried ``max_attempts`` times, then written to ``<topic>.dlq``
   through the outbox, together with its inbox row, and the partition moves on.
-- ``ordered=True`` handles one partition's messages in order (partitions in parallel);
-  ``ordered=False`` handles a batch concurrently, for side-effect-free queries.
 """
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 import asyncpg
@@ -43,7 +44,6 @@ class MessageContext:
     conn: asyncpg.Connection
     schema: str
     source: str
-    emitted: list[tuple[str, Envelope]] = field(default_factory=list)
 
     async def emit(self, topic: str, type: str, message: BaseModel, *, subject: str | None = None) -> Envelope:
         """Queue an event or command in the outbox, inside the handler's transaction."""
@@ -91,9 +91,7 @@ class ConsumerLoop:
         schema: str,
         source: str,
         pacer_settings: dict,
-        idempotent: bool = True,
-        ordered: bool = True,
-        replies_via_outbox: bool = True,
+        read_only: bool = False,
         ignore_unknown_types: bool = False,
         max_attempts: int = 5,
         reply_timeout_s: float = 5.0,
@@ -106,9 +104,7 @@ class ConsumerLoop:
         self.pool = pool
         self.schema = schema
         self.source = source
-        self.idempotent = idempotent
-        self.ordered = ordered
-        self.replies_via_outbox = replies_via_outbox
+        self.read_only = read_only
         self.ignore_unknown_types = ignore_unknown_types
         self.max_attempts = max_attempts
         self.reply_timeout_s = reply_timeout_s
@@ -149,10 +145,10 @@ class ConsumerLoop:
                 await self._handle_batch(batch)
 
     async def _handle_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        if self.ordered:
-            await asyncio.gather(*(self._handle_in_order(records) for records in batch.values()))
-        else:
+        if self.read_only:
             await asyncio.gather(*(self._handle(record) for records in batch.values() for record in records))
+        else:
+            await asyncio.gather(*(self._handle_in_order(records) for records in batch.values()))
         await self.consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
 
     async def _handle_in_order(self, records: list[ConsumerRecord]) -> None:
@@ -203,22 +199,29 @@ class ConsumerLoop:
             message = envelope.parse(route.model)
         except ValueError as error:
             raise PermanentError(f"invalid payload for {envelope.type}: {error}") from error
+        if self.read_only:
+            async with self.pool.acquire() as conn:
+                reply = await route.handler(self._context(envelope, conn), message)
+            if reply is not None and envelope.replyto:
+                await self._send_reply(reply, envelope)
+            return "handled"
         async with self.pool.acquire() as conn, conn.transaction():
-            if self.idempotent and not await inbox.claim(conn, self.name, envelope):
+            if not await inbox.claim(conn, self.name, envelope):
                 return "duplicate"
-            context = MessageContext(envelope=envelope, conn=conn, schema=self.schema, source=self.source)
-            reply = await route.handler(context, message)
-            if reply is not None and envelope.replyto and self.replies_via_outbox:
+            reply = await route.handler(self._context(envelope, conn), message)
+            if reply is not None and envelope.replyto:
                 await outbox.add(conn, self.schema, envelope.replyto, self._reply_envelope(reply, envelope))
-        if reply is not None and envelope.replyto and not self.replies_via_outbox:
-            reply_envelope = self._reply_envelope(reply, envelope)
-            await asyncio.wait_for(
-                self.producer.send_and_wait(
-                    envelope.replyto, reply_envelope.value(), key=reply_envelope.key, headers=reply_envelope.headers()
-                ),
-                self.reply_timeout_s,
-            )
         return "handled"
+
+    def _context(self, envelope: Envelope, conn: asyncpg.Connection) -> MessageContext:
+        return MessageContext(envelope=envelope, conn=conn, schema=self.schema, source=self.source)
+
+    async def _send_reply(self, reply: Reply, cause: Envelope) -> None:
+        envelope = self._reply_envelope(reply, cause)
+        await asyncio.wait_for(
+            self.producer.send_and_wait(cause.replyto, envelope.value(), key=envelope.key, headers=envelope.headers()),
+            self.reply_timeout_s,
+        )
 
     def _reply_envelope(self, reply: Reply, cause: Envelope) -> Envelope:
         return Envelope.wrap(reply, source=self.source, type=REPLY, cause=cause)
@@ -237,7 +240,7 @@ class ConsumerLoop:
         )
         dead = Envelope.wrap(letter, source=self.source, type=DEAD_LETTER, cause=envelope, subject=envelope.subject if envelope else None)
         async with self.pool.acquire() as conn, conn.transaction():
-            if envelope is not None and self.idempotent and not await inbox.claim(conn, self.name, envelope):
+            if envelope is not None and not self.read_only and not await inbox.claim(conn, self.name, envelope):
                 return
             await outbox.add(conn, self.schema, dead_letter(record.topic), dead)
             if envelope is not None and envelope.replyto:

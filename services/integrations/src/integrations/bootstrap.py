@@ -15,6 +15,6 @@ NAME = "integrations"
 async def bootstrap(settings: ServiceSettings) -> ServiceRuntime:
     runtime = ServiceRuntime(name=NAME, schema=SCHEMA, settings=settings, migrations=MIGRATIONS)
     await runtime.start_core()
-    runtime.add_consumer("queries", (topics.INTEGRATIONS_QUERIES,), QUERY_ROUTES, idempotent=False, ordered=False, replies_via_outbox=False)
+    runtime.add_consumer("queries", (topics.INTEGRATIONS_QUERIES,), QUERY_ROUTES, read_only=True)
     runtime.add_consumer("commands", (topics.INTEGRATIONS_COMMANDS,), COMMAND_ROUTES)
     return runtime
