@@ -34,6 +34,7 @@ from posint_common.log import get_logger
 log = get_logger(__name__)
 
 RETRY_BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0)
+MAX_BATCHES_IN_FLIGHT = 4
 
 
 @dataclass
@@ -61,6 +62,14 @@ class Route:
     handler: Handler
 
 
+def observe_lag(consumer: str, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    now_ms = time.time() * 1000
+    histogram = metrics.RECORD_LAG.labels(consumer)
+    for records in batch.values():
+        for record in records:
+            histogram.observe(max(0.0, now_ms - record.timestamp) / 1000)
+
+
 class PermanentError(Exception):
     """A message that can never succeed (unknown type, invalid payload): dead-letter at once."""
 
@@ -70,8 +79,7 @@ class _Revocation(ConsumerRebalanceListener):
         self._loop = loop
 
     async def on_partitions_revoked(self, revoked) -> None:
-        async with self._loop.batch_lock:  # let the batch in hand finish and commit first
-            pass
+        await self._loop.settle()  # let the work in hand finish and commit first
 
     async def on_partitions_assigned(self, assigned) -> None:
         self._loop.joined = True
@@ -114,6 +122,8 @@ class ConsumerLoop:
         self._pacer: FetchPacer | None = None
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._last_batch: asyncio.Task | None = None
+        self._room = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
 
     async def start(self) -> None:
         self.consumer.subscribe(list(self.topics), listener=_Revocation(self))
@@ -127,6 +137,7 @@ class ConsumerLoop:
             async with self.batch_lock:
                 self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            await self.settle()
         if self._pacer:
             self._pacer.close()
         await self.consumer.stop()
@@ -135,20 +146,39 @@ class ConsumerLoop:
     def ready(self) -> bool:
         return self.joined and self._task is not None and not self._task.done()
 
+    async def settle(self) -> None:
+        """Wait until every fetched message is handled and its offset committed."""
+        async with self.batch_lock:
+            if self._last_batch is not None:
+                await asyncio.gather(self._last_batch, return_exceptions=True)
+
     async def _run(self) -> None:
         while not self._stopping:
             batch = await self.consumer.getmany(timeout_ms=1_000)
             if not batch:
                 continue
             self._pacer.activity()
+            observe_lag(self.name, batch)
             async with self.batch_lock:
-                await self._handle_batch(batch)
+                if self.read_only:
+                    await self._pipeline(batch)
+                else:
+                    await self._handle_batch(batch, None)
 
-    async def _handle_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    async def _pipeline(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Queries: fetch the next batch while this one is handled; commits still go in fetch order."""
+        await self._room.acquire()
+        task = asyncio.create_task(self._handle_batch(batch, self._last_batch))
+        task.add_done_callback(lambda _task: self._room.release())
+        self._last_batch = task
+
+    async def _handle_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]], previous: asyncio.Task | None) -> None:
         if self.read_only:
             await asyncio.gather(*(self._handle(record) for records in batch.values() for record in records))
         else:
             await asyncio.gather(*(self._handle_in_order(records) for records in batch.values()))
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
         await self.consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
 
     async def _handle_in_order(self, records: list[ConsumerRecord]) -> None:

@@ -26,7 +26,15 @@ async def create_pool(dsn: str, schema: str, *, max_size: int = 10, application:
         timeout=CONNECT_TIMEOUT_S,
         command_timeout=COMMAND_TIMEOUT_S,
         server_settings={"search_path": checked_schema(schema), "application_name": application},
+        reset=_rollback_if_open,
     )
+
+
+async def _rollback_if_open(conn: asyncpg.Connection) -> None:
+    """Cheap release: our code never leaves session state behind (advisory locks are transaction-
+    scoped, LISTEN has its own connection), so asyncpg's full RESET ALL round trip is not needed."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 async def migrate(dsn: str, schema: str, service_migrations: Path) -> list[str]:

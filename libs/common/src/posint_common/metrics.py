@@ -17,3 +17,7 @@ HTTP_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 PENDING_REPLIES = Gauge("posint_gateway_pending_replies", "Commands waiting for their reply")
+RECORD_LAG = Histogram(
+    "posint_record_lag_seconds", "From a record's producer timestamp to its consumer receiving it", ["consumer"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
+)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 import asyncpg
+import uvloop
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
@@ -180,8 +181,10 @@ async def serve(build: Callable[[], Awaitable[ServiceRuntime]]) -> None:
 
 
 def main(name: str, build: Callable[[], Awaitable[ServiceRuntime]], settings: ServiceSettings) -> None:
+    """Process entry point; uvloop because every hop is socket-bound Python."""
     configure_logging(name, settings.log_level)
-    asyncio.run(serve(build))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(build))
 
 
 def bound_port(site: web.TCPSite) -> int:

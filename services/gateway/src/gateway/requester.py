@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from posint_common import kafka, metrics
 from posint_common.contracts.replies import REPLY, Reply
 from posint_common.contracts.topics import GATEWAY_REPLIES
+from posint_common.consumer import observe_lag
 from posint_common.envelope import Envelope, InvalidEnvelope
 from posint_common.fetch_pacing import FetchPacer
 from posint_common.log import get_logger
@@ -104,6 +105,7 @@ class Requester:
             if not batch:
                 continue
             self._pacer.activity()
+            observe_lag("gateway.replies", batch)
             for records in batch.values():
                 for record in records:
                     self._deliver(record)
