@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := -e libs/common -e services/integrations -e services/orders -e services/webhook-dispatcher -e services/gateway -e libs/devstack
 STAMP := $(VENV)/.installed
+RUN_DIR := $(or $(POSINT_RUN_DIR),.run)
 
 .PHONY: run test bench tenant install clean
 
@@ -25,8 +26,8 @@ bench: $(STAMP)
 
 tenant: $(STAMP)
 	@test -n "$(NAME)" || (echo "usage: make tenant NAME=acme" >&2; exit 2)
-	@test -f .run/stack.env || (echo "no running stack: start it with 'make run' first" >&2; exit 2)
-	@. ./.run/stack.env && $(BIN)/python -m gateway.cli create-tenant "$(NAME)" --database-url "$$DATABASE_URL"
+	@test -f "$(RUN_DIR)/stack.env" || (echo "no running stack in $(RUN_DIR): start it with 'make run' first" >&2; exit 2)
+	@. "$(RUN_DIR)/stack.env" && $(BIN)/python -m gateway.cli create-tenant "$(NAME)" --database-url "$$DATABASE_URL"
 
 clean:
 	rm -rf $(VENV)

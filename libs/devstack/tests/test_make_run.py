@@ -15,6 +15,7 @@ from posint_common.devstack.processes import free_port
 from posint_common.testing import eventually
 
 STARTUP_TIMEOUT_S = 180
+REPO = Path(__file__).resolve().parents[3]
 
 
 def parse_env(path: Path) -> dict[str, str]:
@@ -35,6 +36,12 @@ async def until_up(launcher: subprocess.Popen, run_dir: Path) -> dict[str, str]:
 
     await eventually(up, STARTUP_TIMEOUT_S, "the stack to come up")
     return parse_env(run_dir / "stack.env")
+
+
+def make_tenant(name: str, run_dir: Path) -> subprocess.CompletedProcess:
+    """`make tenant NAME=...` against the stack running from ``run_dir``."""
+    return subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "tenant", f"NAME={name}", f"POSINT_RUN_DIR={run_dir}"],
+                          capture_output=True, text=True, timeout=120)
 
 
 def stop(launcher: subprocess.Popen) -> tuple[int, str]:
@@ -77,10 +84,11 @@ async def test_make_run_serves_the_demo_then_stops_cleanly_and_keeps_data(run_di
                 ("DoorDash", "delivery", "doordash"), ("QuickBooks", "accounting", "quickbooks")]
             assert "last_sync_at" in body["data"][0] and "last_sync_at" not in body["data"][1]
 
-            tenant = subprocess.run([sys.executable, "-m", "gateway.cli", "create-tenant", "acme",
-                                     "--database-url", env["DATABASE_URL"]], capture_output=True, text=True, timeout=60)
+            tenant = make_tenant("acme", run_dir)
             assert tenant.returncode == 0, tenant.stderr
             acme_key = tenant.stdout.strip().splitlines()[-1]
+            again = make_tenant("acme", run_dir)
+            assert again.returncode != 0 and "already exists" in again.stderr
             assert acme_key.startswith("pk_") and acme_key != api_key
             assert await get_json(session, env["GATEWAY_URL"] + "/api/v1/integrations", acme_key) == (200, {"data": []})
 

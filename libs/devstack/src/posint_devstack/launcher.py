@@ -17,7 +17,7 @@ from posint_common.contracts import topics
 from posint_common.devstack.broker import EmbeddedBroker
 from posint_common.devstack.postgres import EmbeddedPostgres
 from posint_common.devstack.processes import free_port, spawn, terminate
-from posint_common.kafka import ensure_topics
+from posint_common.kafka import DEFAULT_PARTITIONS, ensure_topics
 
 from posint_devstack.seed import seed_demo
 
@@ -111,7 +111,7 @@ def say(message: str) -> None:
 
 async def run(stack: Stack) -> None:
     stack.start_infrastructure()
-    await ensure_topics(stack.bootstrap_servers, topics.ALL)
+    await ensure_topics(stack.bootstrap_servers, topics.ALL, int(os.environ.get("KAFKA_TOPIC_PARTITIONS", DEFAULT_PARTITIONS)))
     api_key = await seed_demo(stack.database_url, stack.run_dir / "api-key")
     if api_key:
         say(f"seeded demo tenant 'demo'; API key (also in {stack.run_dir / 'api-key'}):")
