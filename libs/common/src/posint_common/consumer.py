@@ -35,6 +35,7 @@ log = get_logger(__name__)
 
 RETRY_BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0)
 MAX_BATCHES_IN_FLIGHT = 4
+BATCH_RETRY_DELAY_S = 1.0
 
 
 @dataclass
@@ -162,8 +163,15 @@ class ConsumerLoop:
             async with self.batch_lock:
                 if self.read_only:
                     await self._pipeline(batch)
-                else:
+                    continue
+                try:
                     await self._handle_batch(batch, None)
+                except Exception as error:  # e.g. Postgres or the broker away: nothing may be skipped
+                    log.error("batch_failed_will_retry", consumer=self.name, error=repr(error))
+                    metrics.BATCH_RETRIES.labels(self.name).inc()
+                    for tp, records in batch.items():
+                        self.consumer.seek(tp, records[0].offset)  # the inbox makes the replay harmless
+                    await asyncio.sleep(BATCH_RETRY_DELAY_S)
 
     async def _pipeline(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Queries: fetch the next batch while this one is handled; commits still go in fetch order."""

@@ -8,6 +8,7 @@ HANDLER_SECONDS = Histogram(
     "posint_handler_seconds", "Time to handle one message, transaction included", ["consumer"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+BATCH_RETRIES = Counter("posint_batch_retries_total", "Batches replayed because they could not be finished", ["consumer"])
 DEAD_LETTERS = Counter("posint_dead_letters_total", "Messages sent to a dead-letter topic", ["consumer"])
 OUTBOX_PUBLISHED = Counter("posint_outbox_published_total", "Outbox rows published to Kafka", ["schema"])
 OUTBOX_FAILURES = Counter("posint_outbox_failures_total", "Outbox relay rounds that failed", ["schema"])

@@ -129,3 +129,23 @@ async def test_rebalance_between_two_members_loses_and_doubles_nothing(infra, po
 
 async def _count_at_least(pool, n) -> bool:
     return await pool.fetchval("SELECT count(*) FROM effects") >= n
+
+
+async def test_a_batch_that_cannot_even_be_dead_lettered_is_replayed_not_skipped(infra, pool, producer, schema, topic):
+    await pool.execute("ALTER TABLE inbox RENAME TO inbox_away")  # Postgres refuses every handler and dead-letter write
+    loop = make_loop(infra, pool, producer, schema, topic)
+    await loop.start()
+    try:
+        await send_note(producer, topic, "survives")
+        await eventually(lambda: _failures_logged(loop), 30, "the handler to fail and the batch to be retried")
+        await pool.execute("ALTER TABLE inbox_away RENAME TO inbox")
+        await eventually(lambda: _notes_are(pool, ["survives"]), 30, "the replayed message to be applied")
+    finally:
+        await loop.stop()
+    assert await notes(pool) == ["survives"]
+
+
+def _failures_logged(loop) -> bool:
+    from posint_common import metrics
+
+    return metrics.BATCH_RETRIES.labels(loop.name)._value.get() >= 1
