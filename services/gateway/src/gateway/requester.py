@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
 from posint_common import kafka, metrics
 from posint_common.contracts.replies import REPLY, Reply
-from posint_common.contracts.topics import GATEWAY_REPLIES
+from posint_common.contracts.topics import ANSWERED_BY, GATEWAY_REPLIES
 from posint_common.consumer import observe_lag
 from posint_common.envelope import Envelope, InvalidEnvelope
 from posint_common.fetch_pacing import FetchPacer
@@ -31,7 +32,11 @@ class BrokerUnavailable(Exception):
 
 
 class ReplyTimeout(Exception):
-    """The owning service did not answer within the deadline."""
+    """The owning service took the request but did not answer within the deadline."""
+
+
+class ServiceUnavailable(Exception):
+    """The owning service did not even consume the request within the deadline."""
 
 
 class Requester:
@@ -42,10 +47,14 @@ class Requester:
         self._send_timeout_s = settings.kafka_request_timeout_ms / 1000
         self._pending: dict[str, asyncio.Future] = {}
         self._consumer: AIOKafkaConsumer | None = None
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=settings.kafka_request_timeout_ms
+        )
         self._pacer: FetchPacer | None = None
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
+        await self._admin.start()
         self._consumer = kafka.make_consumer(self._settings, group_id=None, client_id="gateway.replies")
         await self._consumer.start()
         await self._consumer.topics()  # fresh metadata: the topic may have been created just now
@@ -70,6 +79,7 @@ class Requester:
             await self._consumer.stop()
         for future in self._pending.values():
             future.cancel()
+        await self._admin.close()
 
     @property
     def ready(self) -> bool:
@@ -88,16 +98,32 @@ class Requester:
         try:
             self._pacer.activity()
             try:
-                await kafka.send(self._producer, topic, envelope, self._send_timeout_s)
+                sent = await kafka.send(self._producer, topic, envelope, self._send_timeout_s)
             except (KafkaError, TimeoutError) as error:
                 raise BrokerUnavailable(repr(error)) from error
             try:
                 return await asyncio.wait_for(future, self._reply_timeout_s)
             except TimeoutError:
+                if await self._never_consumed(sent):
+                    raise ServiceUnavailable(f"nobody consumed {type} within {self._reply_timeout_s}s") from None
                 raise ReplyTimeout(f"no reply to {type} within {self._reply_timeout_s}s") from None
         finally:
             self._pending.pop(envelope.id, None)
             metrics.PENDING_REPLIES.dec()
+
+    async def _never_consumed(self, sent) -> bool:
+        """True when the answering group's committed offset is not past our request: it is down."""
+        group = ANSWERED_BY.get(sent.topic)
+        if group is None:
+            return False
+        tp = TopicPartition(sent.topic, sent.partition)
+        try:
+            offsets = await asyncio.wait_for(self._admin.list_consumer_group_offsets(group, partitions=[tp]), 2)
+        except Exception as error:  # cannot tell: keep the plain timeout
+            log.warning("consumer_offsets_unknown", group=group, error=repr(error))
+            return False
+        committed = offsets.get(tp)
+        return committed is None or committed.offset <= sent.offset
 
     async def _route_replies(self) -> None:
         while True:

@@ -12,6 +12,16 @@ ORDERS_EVENTS = "orders.events"
 WEBHOOKS_COMMANDS = "webhooks.commands"
 WEBHOOKS_EVENTS = "webhooks.events"
 
+# The consumer group that answers what the gateway sends to each topic. When a reply is late, the
+# gateway asks whether that group got past the request at all: if not, the service is down (503).
+ANSWERED_BY = {
+    INTEGRATIONS_QUERIES: "integrations.queries",
+    INTEGRATIONS_COMMANDS: "integrations.commands",
+    ORDERS_QUERIES: "orders.queries",
+    ORDERS_COMMANDS: "orders.commands",
+    WEBHOOKS_COMMANDS: "webhook-dispatcher.commands",
+}
+
 CONSUMED = (
     GATEWAY_EVENTS,
     INTEGRATIONS_COMMANDS,

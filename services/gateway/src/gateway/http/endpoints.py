@@ -14,7 +14,7 @@ from posint_common.contracts.replies import Reply
 
 from gateway.http import problems
 from gateway.http.middleware import REQUEST_ID_KEY, TENANT_KEY
-from gateway.requester import BrokerUnavailable, Requester, ReplyTimeout
+from gateway.requester import BrokerUnavailable, Requester, ReplyTimeout, ServiceUnavailable
 
 API_PREFIX = "/api/v1"
 REQUESTER_KEY = web.AppKey("requester", Requester)
@@ -52,6 +52,8 @@ class Call:
             raise problems.ApiError(problems.BROKER_UNAVAILABLE, {"Retry-After": "1"}) from None
         except ReplyTimeout:
             raise problems.ApiError(problems.REPLY_TIMEOUT) from None
+        except ServiceUnavailable:
+            raise problems.ApiError(problems.SERVICE_UNAVAILABLE, {"Retry-After": "5"}) from None
 
 
 @dataclass(frozen=True)

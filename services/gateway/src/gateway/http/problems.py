@@ -56,5 +56,6 @@ def malformed_json(error: json.JSONDecodeError | UnicodeDecodeError) -> Problem:
 
 UNAUTHORIZED = problem(401, "unauthorized", "Unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")
 BROKER_UNAVAILABLE = problem(503, "unavailable", "Service Unavailable", "The message broker is unreachable; retry later.")
+SERVICE_UNAVAILABLE = problem(503, "unavailable", "Service Unavailable", "The service that owns this request is not running; retry later.")
 REPLY_TIMEOUT = problem(504, "timeout", "Gateway Timeout", "The owning service did not answer in time; retry later.")
 INTERNAL = problem(500, "internal", "Internal Server Error", "An unexpected error occurred; it was logged with this request id.")
