@@ -36,7 +36,6 @@ class ServiceRuntime:
     producer: AIOKafkaProducer | None = None
     relay: OutboxRelay | None = None
     consumers: list[ConsumerLoop] = field(default_factory=list)
-    health_app: web.Application | None = None
     health_runner: web.AppRunner | None = None
     ports: dict[str, int] = field(default_factory=dict)
     extra_ready: list[Callable[[], bool]] = field(default_factory=list)
@@ -116,7 +115,7 @@ class ServiceRuntime:
         return {"postgres": postgres, "kafka": kafka_reachable, "consumers": consumers_assigned}
 
     async def _start_health(self) -> None:
-        app = self.health_app or web.Application()
+        app = web.Application()
         add_health_routes(app, self.readiness_checks())
         self.health_runner = web.AppRunner(app, access_log=None)
         await self.health_runner.setup()
@@ -181,10 +180,15 @@ async def serve(build: Callable[[], Awaitable[ServiceRuntime]]) -> None:
 
 
 def main(name: str, build: Callable[[], Awaitable[ServiceRuntime]], settings: ServiceSettings) -> None:
-    """Process entry point; uvloop because every hop is socket-bound Python."""
+    """Process entry point; uvloop because every hop is socket-bound Python. A failed start is one
+    log line naming the cause and exit status 1, not a traceback."""
     configure_logging(name, settings.log_level)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(build))
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(build))
+    except Exception as error:
+        log.error("service_failed", error=repr(error))
+        raise SystemExit(1) from None
 
 
 def bound_port(site: web.TCPSite) -> int:

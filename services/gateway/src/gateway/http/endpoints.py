@@ -66,7 +66,6 @@ class Endpoint:
     status: int = 200
     params: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
-    authenticated: bool = True
 
 
 def reply_response(reply: Reply, request_id: str, headers: dict[str, str] | None = None) -> web.Response:

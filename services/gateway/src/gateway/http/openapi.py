@@ -58,8 +58,7 @@ def _operation(endpoint: Endpoint, components: dict) -> dict:
     }
     if endpoint.body:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _schema(endpoint.body, components)}}}
-    if endpoint.authenticated:
-        operation["security"] = [{"bearer": []}]
+    operation["security"] = [{"bearer": []}]  # every /api/v1 endpoint; only this document is public
     return operation
 
 
