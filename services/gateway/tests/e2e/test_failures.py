@@ -26,7 +26,7 @@ async def lonely(infra, tmp_path):
     await ensure_topics(bootstrap_servers, topics.ALL)
     settings = GatewaySettings(
         database_url=infra.database_url, kafka_bootstrap_servers=bootstrap_servers, gateway_port=0, health_port=0,
-        reply_timeout_ms=700, kafka_request_timeout_ms=1_000,
+        reply_timeout_ms=2_500, kafka_request_timeout_ms=1_000,  # room for the silent service to commit on a busy box
     )
     runtime = await started(gateway_bootstrap(settings))
     _tenant_id, key = await create_tenant(runtime.pool, unique("lonely"))
