@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
 
-from posint_common import inbox, metrics, outbox
+from posint_common import inbox, kafka, metrics, outbox
 from posint_common.contracts.problem import Problem, problem
 from posint_common.contracts.replies import DEAD_LETTER, REPLY, DeadLetter, Reply
 from posint_common.contracts.topics import dead_letter
@@ -255,11 +255,7 @@ class ConsumerLoop:
         return MessageContext(envelope=envelope, conn=conn, schema=self.schema, source=self.source)
 
     async def _send_reply(self, reply: Reply, cause: Envelope) -> None:
-        envelope = self._reply_envelope(reply, cause)
-        await asyncio.wait_for(
-            self.producer.send_and_wait(cause.replyto, envelope.value(), key=envelope.key, headers=envelope.headers()),
-            self.reply_timeout_s,
-        )
+        await kafka.send(self.producer, cause.replyto, self._reply_envelope(reply, cause), self.reply_timeout_s)
 
     def _reply_envelope(self, reply: Reply, cause: Envelope) -> Envelope:
         return Envelope.wrap(reply, source=self.source, type=REPLY, cause=cause)
