@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := -e libs/common -e services/integrations -e services/orders -e services/webhook-dispatcher -e services/gateway -e libs/devstack
 STAMP := $(VENV)/.installed
-RUN_DIR := $(or $(POSINT_RUN_DIR),.run)
+# NAME and POSINT_RUN_DIR reach the recipes verbatim, through the environment: make never expands
+# them (a command-line `$(shell ...)` would run) and no shell ever parses them.
+unexport NAME
+override POSINT_RUN_DIR := $(or $(value POSINT_RUN_DIR),.run)
+export POSINT_RUN_DIR
 
 .PHONY: run test bench tenant install clean
 
@@ -24,10 +28,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+tenant: export POSINT_TENANT_NAME := $(value NAME)
 tenant: $(STAMP)
-	@test -n "$(NAME)" || (echo "usage: make tenant NAME=acme" >&2; exit 2)
-	@test -f "$(RUN_DIR)/stack.env" || (echo "no running stack in $(RUN_DIR): start it with 'make run' first" >&2; exit 2)
-	@. "$(RUN_DIR)/stack.env" && $(BIN)/python -m gateway.cli create-tenant "$(NAME)" --database-url "$$DATABASE_URL"
+	@$(BIN)/python -m posint_devstack.tenant
 
 clean:
 	rm -rf $(VENV)

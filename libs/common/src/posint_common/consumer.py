@@ -7,8 +7,18 @@
   partition's messages are handled in order, partitions in parallel.
 - Queries (``read_only=True``): no transaction, no inbox, a batch handled concurrently, the reply
   sent straight to the broker; answering twice is harmless and reads never wait on writes.
-- A message that keeps failing is retried ``max_attempts`` times, then written to ``<topic>.dlq``
-  through the outbox, together with its inbox row, and the partition moves on.
+- Whatever a record carries, it ends handled or dead-lettered (``<topic>.dlq``, through the
+  outbox) and the partition moves on. What can never succeed (an unreadable record, an unknown
+  type, an invalid payload, a value Postgres refuses, a handler's own validation error) is
+  dead-lettered at once; other failures after ``max_attempts`` tries. A dead letter is written
+  once: with an inbox row keyed by the message's identity or, for a record without a readable one,
+  by its position (topic, partition, offset).
+- Only an outage (Postgres or the broker away, so not even the dead letter can be written) holds a
+  partition: the batch is replayed every second from its first offset, and meanwhile the consumer
+  reports not ready, ``posint_consumer_stalled`` is 1 and every try logs an error.
+- A failed query is answered at once with a 500 sent straight to the requester. One whose dead
+  letter cannot be written is logged (``query_failed``), counted (outcome ``failed``) and
+  committed past: a query changes nothing and its requester has its answer.
 """
 from __future__ import annotations
 
@@ -21,7 +31,7 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from posint_common import inbox, kafka, metrics, outbox
 from posint_common.contracts.problem import Problem, problem
@@ -75,6 +85,11 @@ class PermanentError(Exception):
     """A message that can never succeed (unknown type, invalid payload): dead-letter at once."""
 
 
+# Failures a retry cannot cure: Postgres refusing a value (class 22, e.g. out of range, NUL in
+# text), asyncpg refusing a query argument, a model that does not validate.
+PERMANENT_ERRORS = (PermanentError, ValidationError, asyncpg.DataError, asyncpg.exceptions._base.DataError)
+
+
 class _Revocation(ConsumerRebalanceListener):
     def __init__(self, loop: "ConsumerLoop") -> None:
         self._loop = loop
@@ -119,6 +134,7 @@ class ConsumerLoop:
         self.reply_timeout_s = reply_timeout_s
         self.batch_lock = asyncio.Lock()
         self.joined = False
+        self.stalled = False
         self._pacer_settings = pacer_settings
         self._pacer: FetchPacer | None = None
         self._task: asyncio.Task | None = None
@@ -130,6 +146,7 @@ class ConsumerLoop:
         self.consumer.subscribe(list(self.topics), listener=_Revocation(self))
         await self.consumer.start()
         self._pacer = FetchPacer(self.consumer, **self._pacer_settings)
+        self._set_stalled(False)
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
 
     async def stop(self) -> None:
@@ -145,7 +162,12 @@ class ConsumerLoop:
 
     @property
     def ready(self) -> bool:
-        return self.joined and self._task is not None and not self._task.done()
+        """Joined, running, and not replaying a batch it cannot finish."""
+        return self.joined and not self.stalled and self._task is not None and not self._task.done()
+
+    def _set_stalled(self, stalled: bool) -> None:
+        self.stalled = stalled
+        metrics.CONSUMER_STALLED.labels(self.name).set(int(stalled))
 
     async def settle(self) -> None:
         """Wait until every fetched message is handled and its offset committed."""
@@ -167,18 +189,29 @@ class ConsumerLoop:
                 try:
                     await self._handle_batch(batch, None)
                 except Exception as error:  # e.g. Postgres or the broker away: nothing may be skipped
+                    self._set_stalled(True)
                     log.error("batch_failed_will_retry", consumer=self.name, error=repr(error))
                     metrics.BATCH_RETRIES.labels(self.name).inc()
                     for tp, records in batch.items():
                         self.consumer.seek(tp, records[0].offset)  # the inbox makes the replay harmless
                     await asyncio.sleep(BATCH_RETRY_DELAY_S)
+                else:
+                    self._set_stalled(False)
 
     async def _pipeline(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Queries: fetch the next batch while this one is handled; commits still go in fetch order."""
         await self._room.acquire()
         task = asyncio.create_task(self._handle_batch(batch, self._last_batch))
-        task.add_done_callback(lambda _task: self._room.release())
+        task.add_done_callback(self._query_batch_done)
         self._last_batch = task
+
+    def _query_batch_done(self, task: asyncio.Task) -> None:
+        """Queries are answered one by one; what fails here is the batch's commit (e.g. a rebalance),
+        after which its queries may be answered again: harmless, but not to be passed over in silence."""
+        self._room.release()
+        if not task.cancelled() and task.exception() is not None:
+            metrics.QUERY_BATCH_FAILURES.labels(self.name).inc()
+            log.error("query_batch_failed", consumer=self.name, error=repr(task.exception()))
 
     async def _handle_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]], previous: asyncio.Task | None) -> None:
         if self.read_only:
@@ -195,42 +228,54 @@ class ConsumerLoop:
 
     async def _handle(self, record: ConsumerRecord) -> None:
         started = time.perf_counter()
-        envelope = None
         try:
-            envelope = Envelope.from_record(record.headers, record.value)
+            envelope, unreadable = Envelope.from_record(record.headers, record.value), None
         except InvalidEnvelope as error:
-            await self._dead_letter(record, None, f"invalid envelope: {error}", attempts=1)
-            return
-        with structlog.contextvars.bound_contextvars(
-            request_id=envelope.correlationid, tenant=envelope.tenantid, message_type=envelope.type, message_id=envelope.id
-        ):
-            route = self.routes.get(envelope.type)
-            if route is None:
-                outcome = "ignored" if self.ignore_unknown_types else "dead-lettered"
-                if not self.ignore_unknown_types:
-                    await self._dead_letter(record, envelope, f"unknown message type {envelope.type}", attempts=1)
-                metrics.MESSAGES.labels(self.name, envelope.type, outcome).inc()
-                return
-            await self._handle_with_retries(record, envelope, route)
+            envelope, unreadable = None, f"invalid envelope: {error}"
+        known = envelope is not None and envelope.type in self.routes
+        type_label = envelope.type if known else "unknown" if envelope else "invalid"  # labels stay bounded
+        context = {} if envelope is None else {
+            "request_id": envelope.correlationid, "tenant": envelope.tenantid,
+            "message_type": envelope.type, "message_id": envelope.id,
+        }
+        with structlog.contextvars.bound_contextvars(**context):
+            try:
+                outcome = await self._process(record, envelope, unreadable)
+            except Exception as error:
+                if not self.read_only or self._stopping:
+                    raise  # a command's batch is replayed
+                outcome = "failed"  # its requester got a 500 already
+                log.error("query_failed", consumer=self.name, topic=record.topic, partition=record.partition,
+                          offset=record.offset, error=repr(error)[:500])
+        metrics.MESSAGES.labels(self.name, type_label, outcome).inc()
+        if known:
             metrics.HANDLER_SECONDS.labels(self.name).observe(time.perf_counter() - started)
 
-    async def _handle_with_retries(self, record: ConsumerRecord, envelope: Envelope, route: Route) -> None:
+    async def _process(self, record: ConsumerRecord, envelope: Envelope | None, unreadable: str | None) -> str:
+        """Handle or dead-letter one record; returns the outcome."""
+        if envelope is None:
+            return await self._dead_letter(record, None, unreadable, attempts=1)
+        route = self.routes.get(envelope.type)
+        if route is None:
+            if self.ignore_unknown_types:
+                return "ignored"
+            return await self._dead_letter(record, envelope, f"unknown message type {envelope.type}", attempts=1)
+        return await self._handle_with_retries(record, envelope, route)
+
+    async def _handle_with_retries(self, record: ConsumerRecord, envelope: Envelope, route: Route) -> str:
         for attempt in range(1, self.max_attempts + 1):
             try:
-                outcome = await self._apply(envelope, route)
-                metrics.MESSAGES.labels(self.name, envelope.type, outcome).inc()
-                return
-            except PermanentError as error:
-                await self._dead_letter(record, envelope, str(error), attempts=attempt)
-                return
+                return await self._apply(envelope, route)
+            except PERMANENT_ERRORS as error:
+                return await self._dead_letter(record, envelope, _describe(error), attempts=attempt)
             except Exception as error:
                 log.warning("handler_failed", consumer=self.name, attempt=attempt, error=repr(error))
-                if attempt == self.max_attempts or self._stopping:
-                    if self._stopping:
-                        raise
-                    await self._dead_letter(record, envelope, repr(error), attempts=attempt)
-                    return
+                if self._stopping:
+                    raise
+                if attempt == self.max_attempts:
+                    return await self._dead_letter(record, envelope, _describe(error), attempts=attempt)
                 await asyncio.sleep(RETRY_BACKOFF_S[min(attempt - 1, len(RETRY_BACKOFF_S) - 1)])
+        raise AssertionError("max_attempts must be at least 1")
 
     async def _apply(self, envelope: Envelope, route: Route) -> str:
         try:
@@ -244,7 +289,7 @@ class ConsumerLoop:
                 await self._send_reply(reply, envelope)
             return "handled"
         async with self.pool.acquire() as conn, conn.transaction():
-            if not await inbox.claim(conn, self.name, envelope):
+            if not await inbox.claim(conn, self.name, inbox.message_key(envelope)):
                 return "duplicate"
             reply = await route.handler(self._context(envelope, conn), message)
             if reply is not None and envelope.replyto:
@@ -260,28 +305,67 @@ class ConsumerLoop:
     def _reply_envelope(self, reply: Reply, cause: Envelope) -> Envelope:
         return Envelope.wrap(reply, source=self.source, type=REPLY, cause=cause)
 
-    async def _dead_letter(self, record: ConsumerRecord, envelope: Envelope | None, error: str, attempts: int) -> None:
-        """Park the record on ``<topic>.dlq`` via the outbox, marking it processed in the same transaction."""
+    async def _dead_letter(self, record: ConsumerRecord, envelope: Envelope | None, error: str, attempts: int) -> str:
+        """Park the record on ``<topic>.dlq`` via the outbox, once: the inbox row claimed in the same
+        transaction is the message's identity, or the record's position when it has none. A waiting
+        requester gets a 500: a query's straight away, a command's with the dead letter."""
+        if self.read_only and envelope is not None and envelope.replyto:
+            await self._reply_failure(envelope)
         letter = DeadLetter(
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
             consumer=self.name,
-            error=error[:2_000],
+            error=_printable(error)[:2_000],
             attempts=attempts,
-            original_headers={k: v.decode(errors="replace") for k, v in (record.headers or ())},
-            original_value=(record.value or b"").decode(errors="replace")[:100_000],
+            original_headers=_original_headers(record.headers),
+            original_value=_printable((record.value or b"").decode(errors="replace"))[:100_000],
         )
         dead = Envelope.wrap(letter, source=self.source, type=DEAD_LETTER, cause=envelope, subject=envelope.subject if envelope else None)
+        if envelope is not None:
+            key = inbox.message_key(envelope)
+        else:
+            key = inbox.position_key(record.topic, record.partition, record.offset)
         async with self.pool.acquire() as conn, conn.transaction():
-            if envelope is not None and not self.read_only and not await inbox.claim(conn, self.name, envelope):
-                return
+            if not await inbox.claim(conn, self.name, key):
+                return "duplicate"
             await outbox.add(conn, self.schema, dead_letter(record.topic), dead)
-            if envelope is not None and envelope.replyto:
+            if envelope is not None and envelope.replyto and not self.read_only:
                 failure = Reply(status=500, problem=_internal_problem())
                 await outbox.add(conn, self.schema, envelope.replyto, self._reply_envelope(failure, envelope))
         metrics.DEAD_LETTERS.labels(self.name).inc()
-        log.error("dead_lettered", consumer=self.name, topic=record.topic, offset=record.offset, error=error[:500])
+        log.error("dead_lettered", consumer=self.name, topic=record.topic, partition=record.partition,
+                  offset=record.offset, error=letter.error[:500])
+        return "dead-lettered"
+
+    async def _reply_failure(self, cause: Envelope) -> None:
+        """Best effort: with the broker away nobody can be answered, and the dead letter still matters."""
+        try:
+            await self._send_reply(Reply(status=500, problem=_internal_problem()), cause)
+        except Exception as error:
+            log.error("reply_failed", consumer=self.name, error=repr(error))
+
+
+def _describe(error: Exception) -> str:
+    return str(error) if isinstance(error, PermanentError) else f"{type(error).__name__}: {error}"
+
+
+def _printable(text: str) -> str:
+    """Postgres text and jsonb refuse NUL, and a dead letter must always be writable."""
+    return text.replace("\x00", "\ufffd")
+
+
+def _original_headers(headers) -> dict[str, str]:
+    """Every header as text: a null value as "", a repeated name as ``name#2``, ``name#3``..."""
+    result: dict[str, str] = {}
+    for name, raw in headers or ():
+        name = _printable(str(name))
+        unique, n = name, 1
+        while unique in result:
+            n += 1
+            unique = f"{name}#{n}"
+        result[unique] = _printable(bytes(raw or b"").decode(errors="replace"))
+    return result
 
 
 def _internal_problem() -> Problem:

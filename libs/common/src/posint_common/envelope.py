@@ -1,10 +1,12 @@
 """CloudEvents 1.0 envelope in Kafka binary mode: attributes in ce_* headers, JSON data as the value.
 
 The subject carries the aggregate id and becomes the Kafka key, so one aggregate's messages stay
-ordered. ``ce_source`` + ``ce_id`` identify a message for deduplication.
+ordered. ``ce_source`` + ``ce_id`` identify a message for deduplication, so a record must carry its
+``ce_id``: a made-up one would make a redelivery look like a new message.
 """
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -18,6 +20,10 @@ HEADER_PREFIX = "ce_"
 # The Kafka protocol binding maps datacontenttype to the plain content-type header.
 CONTENT_TYPE_HEADER = "content-type"
 EXTENSIONS = ("correlationid", "causationid", "tenantid", "replyto")
+# Bounds an attribute so the inbox key (source/id) fits a btree row, and metric labels stay sane.
+MAX_ATTRIBUTE_CHARS = 256
+# CloudEvents strings exclude control characters; Postgres text and jsonb refuse NUL.
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class InvalidEnvelope(ValueError):
@@ -79,25 +85,56 @@ class Envelope(BaseModel):
         return pydantic_core.to_json(self.data)
 
     @classmethod
-    def from_record(cls, headers: Iterable[tuple[str, bytes]], value: bytes | None) -> "Envelope":
+    def from_record(cls, headers: Iterable[tuple[str, bytes | None]], value: bytes | None) -> "Envelope":
+        """Read a Kafka record, or raise InvalidEnvelope saying why.
+
+        Only our headers (``ce_*`` and ``content-type``) are judged: each at most once (a repeated
+        one is ambiguous, so the record is invalid), with a non-empty UTF-8 value free of control
+        characters. Other headers (tracing, a broker's own) are ignored whatever they hold. A null
+        or empty value is an event without data.
+        """
         attrs: dict[str, Any] = {}
         for name, raw in headers or ():
-            try:
-                text = raw.decode()
-            except (UnicodeDecodeError, AttributeError) as error:
-                raise InvalidEnvelope(f"header {name} is not UTF-8") from error
             if name == CONTENT_TYPE_HEADER:
-                attrs["datacontenttype"] = text
+                attr = "datacontenttype"
             elif name.startswith(HEADER_PREFIX):
-                attrs[name[len(HEADER_PREFIX) :]] = text
+                attr = name[len(HEADER_PREFIX) :]
+            else:
+                continue
+            if attr in attrs:
+                raise InvalidEnvelope(f"duplicate header {name}")
+            attrs[attr] = _attribute(name, raw)
+        if "id" not in attrs:
+            raise InvalidEnvelope("missing ce_id")
         if attrs.get("specversion") != SPECVERSION:
             raise InvalidEnvelope(f"unsupported specversion {attrs.get('specversion')!r}")
         try:
-            attrs["data"] = pydantic_core.from_json(value) if value else {}
-            return cls.model_validate(attrs)
-        except (ValueError, ValidationError) as error:
+            data = pydantic_core.from_json(value) if value else {}
+        except ValueError as error:
+            raise InvalidEnvelope(f"value is not JSON: {error}") from error
+        if not isinstance(data, dict):
+            raise InvalidEnvelope("value is not a JSON object")
+        try:
+            return cls.model_validate({**attrs, "data": data})
+        except ValidationError as error:
             raise InvalidEnvelope(str(error)) from error
 
     def parse(self, model: type[BaseModel]) -> BaseModel:
         return model.model_validate(self.data)
 
+
+
+def _attribute(name: str, raw: bytes | None) -> str:
+    if raw is None:
+        raise InvalidEnvelope(f"header {name} has no value")
+    try:
+        text = bytes(raw).decode()
+    except (UnicodeDecodeError, TypeError) as error:
+        raise InvalidEnvelope(f"header {name} is not UTF-8") from error
+    if not text:
+        raise InvalidEnvelope(f"header {name} is empty")
+    if len(text) > MAX_ATTRIBUTE_CHARS:
+        raise InvalidEnvelope(f"header {name} is longer than {MAX_ATTRIBUTE_CHARS} characters")
+    if _CONTROL_CHARACTER.search(text):
+        raise InvalidEnvelope(f"header {name} has a control character")
+    return text

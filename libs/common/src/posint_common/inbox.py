@@ -12,11 +12,16 @@ def message_key(envelope: Envelope) -> str:
     return f"{envelope.source}/{envelope.id}"
 
 
-async def claim(conn: asyncpg.Connection, consumer: str, envelope: Envelope) -> bool:
-    """True the first time ``consumer`` sees this message; call inside the effect's transaction."""
+def position_key(topic: str, partition: int, offset: int) -> str:
+    """The identity of a record without a readable one: where it sits, the same on every redelivery."""
+    return f"kafka:{topic}:{partition}:{offset}"
+
+
+async def claim(conn: asyncpg.Connection, consumer: str, key: str) -> bool:
+    """True the first time ``consumer`` claims ``key``; call inside the effect's transaction."""
     row = await conn.fetchval(
         "INSERT INTO inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
         consumer,
-        message_key(envelope),
+        key,
     )
     return row is not None

@@ -1,14 +1,24 @@
-"""structlog JSON logs: service, request id and tenant bound per message; secrets redacted."""
+"""structlog JSON logs: one JSON object per line for everything a service writes, our events and the
+standard library's loggers alike (aiohttp, aiokafka, asyncio, asyncpg, warnings), tracebacks inside
+the object. Service, request id and tenant are bound per message; secrets are redacted by field name,
+and values a request marks as hidden (its header values) are scrubbed from every field, exception
+text included, so no code path, ours or a library's, can write them."""
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+import threading
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterator
 
 import structlog
 
 SECRET_MARKERS = ("password", "secret", "api_key", "apikey", "authorization", "token", "dsn", "database_url")
 REDACTED = "[redacted]"
+MIN_HIDDEN_LENGTH = 8  # shorter values ("1", "gzip") are not worth blanking out of every line
+
+_hidden: ContextVar[tuple[str, ...]] = ContextVar("posint_log_hidden", default=())
 
 
 def redact_secrets(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -19,23 +29,88 @@ def redact_secrets(_logger: Any, _method: str, event: dict[str, Any]) -> dict[st
     return event
 
 
+@contextmanager
+def hidden(*values: str) -> Iterator[None]:
+    """Scrub ``values`` (and their whitespace-separated parts, e.g. the key in "Bearer <key>") from
+    every line logged inside the block, in the form written and as repr() would escape it."""
+    forms = set()
+    for value in values:
+        for part in (value, *value.split()):
+            if len(part) >= MIN_HIDDEN_LENGTH:
+                forms.update((part, repr(part)[1:-1]))
+    token = _hidden.set(tuple(sorted(forms | set(_hidden.get()), key=len, reverse=True)))
+    try:
+        yield
+    finally:
+        _hidden.reset(token)
+
+
+def scrub_hidden(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    values = _hidden.get()
+    if values:
+        for key, field in event.items():
+            if isinstance(field, str):
+                for value in values:
+                    field = field.replace(value, REDACTED)
+                event[key] = field
+    return event
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
-    logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level)
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    """structlog renders through the root handler, so a library's stdlib record and our own event
+    take the same path to stdout and come out as the same kind of JSON line."""
+    numeric_level = logging.getLevelName(level)
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                scrub_hidden,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric_level)
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, numeric_level))
+    aiohttp_server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _WithoutParserText) for f in aiohttp_server.filters):
+        aiohttp_server.addFilter(_WithoutParserText())
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = lambda args: _log_uncaught(args.exc_type, args.exc_value, args.exc_traceback)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
+
+
+class _WithoutParserText(logging.Filter):
+    """aiohttp's server logs a request it could not parse with the parser's message, which quotes the
+    raw request, header values included: keep only the error's type."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and type(error).__module__ == "aiohttp.http_exceptions":
+            record.msg, record.args, record.exc_info = f"{record.getMessage()} ({type(error).__name__})", (), None
+        return True
+
+
+def _log_uncaught(exc_type, exc_value, exc_traceback) -> None:
+    logging.getLogger("uncaught").critical("uncaught_exception", exc_info=(exc_type, exc_value, exc_traceback))
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -4,11 +4,19 @@ relay publishes them to Kafka, woken by NOTIFY on commit, with a periodic sweep 
 Delivery is at least once (a relay killed after sending but before deleting re-sends the batch);
 consumers deduplicate through the inbox. One relay per schema publishes at a time (advisory lock),
 in ``seq`` order, so one aggregate's messages keep their order.
+
+A row that cannot be published (topic unknown, message too large, refused by the broker) must not
+stop the others: it is retried with backoff, and after ``max_attempts`` tries while the broker was
+answering it is parked (``parked_at``) until an operator retries it
+(``python -m posint_common.outbox retry --schema S``). Until then the rows of its aggregate wait
+behind it, in order; other aggregates move on. A broker outage is not charged to any row.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
-import json
+import os
+import sys
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -19,6 +27,34 @@ from posint_common.envelope import Envelope
 from posint_common.log import get_logger
 
 log = get_logger(__name__)
+
+LISTEN_RETRY_S = 1.0  # re-open a lost LISTEN connection at least this often
+RETRY_BACKOFF_CAP_S = 60.0
+PROBE_TIMEOUT_S = 5.0
+# NOTIFY payloads: empty = new rows; anything else = the set of parked rows changed.
+PARKED_CHANGED = "parked"
+
+# Due rows not behind a held row of their aggregate (one that failed: waiting for its retry, or
+# parked). A retried row thus goes alone; the rest of its aggregate follows once it is through.
+SELECT_DUE = """
+SELECT seq, topic, aggregateid, envelope, retry_at IS NOT NULL AS retried FROM outbox o
+WHERE o.parked_at IS NULL AND (o.retry_at IS NULL OR o.retry_at <= now())
+  AND NOT EXISTS (
+    SELECT 1 FROM outbox h
+    WHERE h.aggregateid = o.aggregateid AND h.seq < o.seq AND (h.retry_at IS NOT NULL OR h.parked_at IS NOT NULL))
+ORDER BY seq LIMIT $1
+"""
+
+CHARGE_FAILURES = """
+UPDATE outbox SET attempts = attempts + 1, last_error = e.error,
+    parked_at = CASE WHEN attempts + 1 >= $3 THEN now() END,
+    retry_at = CASE WHEN attempts + 1 >= $3 THEN NULL
+                    ELSE now() + least($4 * 2 ^ attempts, $5) * interval '1 second' END
+FROM unnest($1::bigint[], $2::text[]) AS e(seq, error)
+WHERE outbox.seq = e.seq
+RETURNING outbox.seq, outbox.id, outbox.topic, outbox.aggregateid, outbox.attempts, outbox.last_error,
+          outbox.parked_at IS NOT NULL AS parked
+"""
 
 
 def channel(schema: str) -> str:
@@ -49,6 +85,8 @@ class OutboxRelay:
         batch_size: int = 200,
         sweep_interval_s: float = 1.0,
         send_timeout_s: float = 10.0,
+        max_attempts: int = 10,
+        retry_backoff_s: float = 1.0,
     ) -> None:
         self._dsn = dsn
         self._pool = pool
@@ -57,13 +95,15 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._sweep_interval_s = sweep_interval_s
         self._send_timeout_s = send_timeout_s
+        self._max_attempts = max_attempts
+        self._retry_backoff_s = retry_backoff_s
         self._wake = asyncio.Event()
+        self._recount = True
         self._task: asyncio.Task | None = None
         self._listener: asyncpg.Connection | None = None
 
     async def start(self) -> None:
-        self._listener = await asyncpg.connect(self._dsn, timeout=10)
-        await self._listener.add_listener(channel(self._schema), self._on_notify)
+        await self._listen()
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._schema}")
 
     async def stop(self) -> None:
@@ -76,43 +116,235 @@ class OutboxRelay:
     def wake(self) -> None:
         self._wake.set()
 
-    def _on_notify(self, *_args) -> None:
+    def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
+        if payload:
+            self._recount = True
         self._wake.set()
+
+    def _on_listener_lost(self, _conn) -> None:
+        self._wake.set()  # reconnect now, not at the next sweep
+
+    def _listening(self) -> bool:
+        return self._listener is not None and not self._listener.is_closed()
+
+    async def _listen(self) -> None:
+        listener = await asyncpg.connect(self._dsn, timeout=10)
+        try:
+            await listener.add_listener(channel(self._schema), self._on_notify)
+        except BaseException:
+            listener.terminate()
+            raise
+        listener.add_termination_listener(self._on_listener_lost)
+        self._listener = listener
+        self._recount = True  # parked rows may have changed while nobody listened
 
     async def _run(self) -> None:
         while True:
+            timeout = self._sweep_interval_s if self._listening() else min(self._sweep_interval_s, LISTEN_RETRY_S)
             try:
-                await asyncio.wait_for(self._wake.wait(), self._sweep_interval_s)
+                await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
             self._wake.clear()
             try:
+                if not self._listening():
+                    await self._relisten()
                 while await self.publish_batch() == self._batch_size:
                     pass
+                if self._recount:
+                    await self.refresh_parked()
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # broker or database away: the sweep retries
                 metrics.OUTBOX_FAILURES.labels(self._schema).inc()
                 log.warning("outbox_relay_failed", schema=self._schema, error=repr(error))
 
+    async def _relisten(self) -> None:
+        """Re-open LISTEN after the connection was lost; until then the sweep alone finds rows."""
+        if self._listener is not None:
+            self._listener.terminate()
+            self._listener = None
+            log.warning("outbox_listener_lost", schema=self._schema)
+        try:
+            await self._listen()
+        except Exception as error:
+            log.warning("outbox_listen_failed", schema=self._schema, error=repr(error))
+            return
+        log.info("outbox_listener_restored", schema=self._schema)
+
+    async def refresh_parked(self) -> int:
+        self._recount = False
+        parked = await self._pool.fetchval("SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL")
+        metrics.OUTBOX_PARKED.labels(self._schema).set(parked)
+        return parked
+
     async def publish_batch(self) -> int:
-        """Publish and delete up to ``batch_size`` rows; returns how many were published."""
+        """Publish and delete up to ``batch_size`` due rows; returns how many were published."""
         async with self._pool.acquire() as conn, conn.transaction():
             locked = await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", f"posint.outbox.{self._schema}")
             if not locked:
                 return 0
-            rows = await conn.fetch(
-                "SELECT seq, topic, envelope FROM outbox ORDER BY seq LIMIT $1", self._batch_size
-            )
+            rows = await conn.fetch(SELECT_DUE, self._batch_size)
             if not rows:
                 return 0
-            pending = []
-            for row in rows:
-                envelope = Envelope.model_validate(json.loads(row["envelope"]))
-                pending.append(
-                    await self._producer.send(row["topic"], envelope.value(), key=envelope.key, headers=envelope.headers())
-                )
-            await asyncio.wait_for(asyncio.gather(*pending), self._send_timeout_s)
-            await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [row["seq"] for row in rows])
-        metrics.OUTBOX_PUBLISHED.labels(self._schema).inc(len(rows))
-        return len(rows)
+            published, errors = await self._send(rows)
+            if published:
+                await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", published)
+                if any(row["retried"] and row["seq"] in published for row in rows):
+                    self._wake.set()  # the rows that waited behind it are free now
+            if errors:
+                await self._record_failures(conn, errors, charged=bool(published) or await self._broker_answers())
+        metrics.OUTBOX_PUBLISHED.labels(self._schema).inc(len(published))
+        return len(published)
+
+    async def _send(self, rows: list) -> tuple[list[int], dict[int, str]]:
+        """Hand ``rows`` to the producer in order and wait for the acks once.
+
+        Returns the rows to delete (acknowledged, and no earlier row of their aggregate failed)
+        and the errors of the rows that failed. Rows behind a failed row of their aggregate are not
+        handed over if the failure is known in time, and are kept either way. A row whose topic has
+        no metadata yet is handed over after the others (with the rest of its aggregate), so the
+        producer's wait for that metadata does not hold the others back.
+        """
+        futures: dict[int, asyncio.Future] = {}
+        errors: dict[int, str] = {}
+        failed: set[str] = set()
+        later: list = []
+        stalled: set[str] = set()
+        known = self._producer.client.cluster.partitions_for_topic
+        for row in rows:
+            key = row["aggregateid"]
+            if key in failed:
+                continue
+            if key in stalled or known(row["topic"]) is None:
+                later.append(row)
+                if key is not None:
+                    stalled.add(key)
+                continue
+            await self._hand_over(row, futures, errors, failed)
+        for row in later:
+            if row["aggregateid"] not in failed:
+                await self._hand_over(row, futures, errors, failed)
+        if futures:
+            await asyncio.wait(futures.values(), timeout=self._send_timeout_s)
+        published: list[int] = []
+        held: set[str] = set()
+        for row in rows:
+            seq, key = row["seq"], row["aggregateid"]
+            if key is not None and key in held:
+                continue
+            future = futures.get(seq)
+            if seq not in errors and future is not None:
+                if not future.done():
+                    errors[seq] = f"no acknowledgement within {self._send_timeout_s}s"
+                    future.add_done_callback(_retrieve)  # it may still fail later; nobody waits then
+                elif future.exception() is not None:
+                    errors[seq] = repr(future.exception())
+                else:
+                    published.append(seq)
+            if seq in errors and key is not None:
+                held.add(key)
+        return published, errors
+
+    async def _hand_over(self, row, futures: dict, errors: dict, failed: set) -> None:
+        try:
+            envelope = Envelope.model_validate_json(row["envelope"])
+            futures[row["seq"]] = await self._producer.send(
+                row["topic"], envelope.value(), key=envelope.key, headers=envelope.headers()
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # unreadable row, message too large, topic unknown...
+            errors[row["seq"]] = repr(error)
+            if row["aggregateid"] is not None:
+                failed.add(row["aggregateid"])
+
+    async def _broker_answers(self) -> bool:
+        """Whether the broker is up: failures during an outage are not the rows' fault."""
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), PROBE_TIMEOUT_S)
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return False
+
+    async def _record_failures(self, conn: asyncpg.Connection, errors: dict[int, str], *, charged: bool) -> None:
+        metrics.OUTBOX_FAILURES.labels(self._schema).inc()
+        seqs, messages = list(errors), [message[:2000] for message in errors.values()]
+        if not charged:
+            await conn.execute(
+                "UPDATE outbox SET last_error = e.error FROM unnest($1::bigint[], $2::text[]) AS e(seq, error)"
+                " WHERE outbox.seq = e.seq",
+                seqs, messages,
+            )
+            log.warning("outbox_relay_failed", schema=self._schema, rows=len(seqs), error=messages[0],
+                        reason="broker not answering; not counted as an attempt")
+            return
+        rows = await conn.fetch(
+            CHARGE_FAILURES, seqs, messages, self._max_attempts, self._retry_backoff_s, RETRY_BACKOFF_CAP_S
+        )
+        for row in rows:
+            fields = dict(schema=self._schema, seq=row["seq"], id=row["id"], topic=row["topic"],
+                          aggregateid=row["aggregateid"], attempts=row["attempts"], error=row["last_error"])
+            if row["parked"]:
+                log.error("outbox_row_parked", **fields,
+                          retry=f"python -m posint_common.outbox retry --schema {self._schema} --id {row['id']}")
+            else:
+                log.warning("outbox_row_failed", **fields)
+        if any(row["parked"] for row in rows):
+            await conn.execute("SELECT pg_notify($1, $2)", channel(self._schema), PARKED_CHANGED)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+# Operator CLI: python -m posint_common.outbox {list,retry} --schema S [--id ID]; DSN from DATABASE_URL.
+
+async def list_held(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT seq, id, topic, aggregateid, type, attempts, last_error, retry_at, parked_at FROM outbox"
+        " WHERE retry_at IS NOT NULL OR parked_at IS NOT NULL ORDER BY seq"
+    )
+
+
+async def retry(conn: asyncpg.Connection, schema: str, message_id: str | None = None) -> int:
+    """Make held rows (parked or waiting for their next try) due now, with fresh attempts; wakes the relay."""
+    async with conn.transaction():
+        status = await conn.execute(
+            "UPDATE outbox SET attempts = 0, retry_at = NULL, parked_at = NULL"
+            " WHERE (retry_at IS NOT NULL OR parked_at IS NOT NULL) AND ($1::text IS NULL OR id = $1)",
+            message_id,
+        )
+        await conn.execute("SELECT pg_notify($1, $2)", channel(schema), PARKED_CHANGED)
+    return int(status.split()[-1])
+
+
+async def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m posint_common.outbox", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("list", "retry"), help="list held rows, or make them due now")
+    parser.add_argument("--schema", required=True, help="the service's schema, e.g. integrations")
+    parser.add_argument("--id", dest="message_id", help="only the row with this message id (ce_id)")
+    args = parser.parse_args(argv)
+    dsn = os.environ.get("DATABASE_URL")
+    if not dsn:
+        print("DATABASE_URL is not set", file=sys.stderr)
+        return 2
+    schema = checked_schema(args.schema)
+    conn = await asyncpg.connect(dsn, timeout=10, server_settings={"search_path": schema})
+    try:
+        if args.command == "list":
+            for row in await list_held(conn):
+                print(" ".join(f"{name}={row[name]}" for name in row.keys()))
+            return 0
+        count = await retry(conn, schema, args.message_id)
+        print(f"{count} row(s) due again in {schema}.outbox")
+        return 0 if count or args.message_id is None else 1
+    finally:
+        await conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(_cli(sys.argv[1:])))

@@ -1,13 +1,21 @@
 """Service runner: builds the shared parts (pool, producer, outbox relay, consumer loops, health
-server), starts them in order, stops them in reverse, and exits cleanly on SIGINT/SIGTERM."""
+server), starts them in order, stops them in reverse, and exits cleanly on SIGINT/SIGTERM.
+
+Its long-running tasks (consumer loops, outbox relay, inbox pruner, and what a service adds with
+``supervise``) are supervised: if one ends while the service runs, for whatever reason, the service
+logs ``task_died``, stops in order and exits with status 1, so a process supervisor restarts it;
+no process keeps running with a dead loop inside."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
+from urllib.parse import urlsplit
 
 import asyncpg
 import uvloop
@@ -19,7 +27,8 @@ from posint_common.consumer import ConsumerLoop, Route
 from posint_common.health import add_health_routes
 from posint_common.log import configure_logging, get_logger
 from posint_common.outbox import OutboxRelay
-from posint_common.settings import ServiceSettings
+from posint_common.retention import InboxPruner
+from posint_common.settings import ServiceSettings, postgres_location
 
 log = get_logger(__name__)
 
@@ -35,19 +44,23 @@ class ServiceRuntime:
     pool: asyncpg.Pool | None = None
     producer: AIOKafkaProducer | None = None
     relay: OutboxRelay | None = None
+    pruner: InboxPruner | None = None
     consumers: list[ConsumerLoop] = field(default_factory=list)
     health_runner: web.AppRunner | None = None
     ports: dict[str, int] = field(default_factory=dict)
     extra_ready: list[Callable[[], bool]] = field(default_factory=list)
     extra_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     extra_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    death: tuple[str, str] | None = None  # (task, why) of the first supervised task that ended
+    died: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: bool = False
 
     @property
     def source(self) -> str:
         return f"posint/{self.name}"
 
     async def start_core(self) -> None:
-        """Migrate, then open the pool, producer and outbox relay."""
+        """Migrate, then open the pool, producer, outbox relay and inbox pruner."""
         applied = await db.migrate(self.settings.database_url, self.schema, self.migrations)
         if applied:
             log.info("migrated", schema=self.schema, versions=applied)
@@ -56,8 +69,18 @@ class ServiceRuntime:
         )
         self.producer = kafka.make_producer(self.settings, client_id=self.name)
         await self.producer.start()
-        self.relay = OutboxRelay(dsn=self.settings.database_url, pool=self.pool, producer=self.producer, schema=self.schema)
+        self.relay = OutboxRelay(
+            dsn=self.settings.database_url, pool=self.pool, producer=self.producer, schema=self.schema,
+            max_attempts=self.settings.outbox_max_attempts, retry_backoff_s=self.settings.outbox_retry_backoff_ms / 1000,
+        )
         await self.relay.start()
+        self.supervise(self.relay._task)
+        self.pruner = InboxPruner(
+            pool=self.pool, schema=self.schema,
+            retention_hours=self.settings.inbox_retention_hours, interval_s=self.settings.inbox_prune_interval_s,
+        )
+        await self.pruner.start()
+        self.supervise(self.pruner._task)
 
     def add_consumer(self, purpose: str, topics: tuple[str, ...], routes: dict[str, Route], **options) -> ConsumerLoop:
         """Consumer group ``<service>.<purpose>``, also the inbox's consumer key."""
@@ -82,18 +105,36 @@ class ServiceRuntime:
     async def start(self) -> None:
         for consumer in self.consumers:
             await consumer.start()
+            self.supervise(consumer._task)
         for start in self.extra_start:
             await start()
         await self._start_health()
         log.info("service_started", ports=self.ports)
 
+    def supervise(self, task: asyncio.Task) -> None:
+        """``task`` must run until ``stop``; if it ends sooner, ``serve`` takes the service down."""
+        task.add_done_callback(self._task_ended)
+
+    def _task_ended(self, task: asyncio.Task) -> None:
+        if self.stopping or self.death is not None:
+            return
+        if task.cancelled():
+            why = "cancelled"
+        else:
+            why = repr(task.exception()) if task.exception() is not None else "returned"
+        self.death = (task.get_name(), why)
+        self.died.set()
+
     async def stop(self) -> None:
+        self.stopping = True
         if self.health_runner:
             await _quietly(self.health_runner.cleanup())
         for stop in reversed(self.extra_stop):
             await _quietly(stop())
         for consumer in reversed(self.consumers):
             await _quietly(consumer.stop())
+        if self.pruner:
+            await _quietly(self.pruner.stop())
         if self.relay:
             await _quietly(self.relay.stop())
         if self.producer:
@@ -150,9 +191,10 @@ async def _quietly(awaitable: Awaitable) -> None:
 STOP_TIMEOUT_S = 20
 
 
-async def serve(build: Callable[[], Awaitable[ServiceRuntime]]) -> None:
-    """Run a service until SIGINT/SIGTERM, then stop it in order; a second signal or a stop that
-    outlasts STOP_TIMEOUT_S ends the process anyway."""
+async def serve(build: Callable[[], Awaitable[ServiceRuntime]]) -> int:
+    """Run a service until SIGINT/SIGTERM (exit status 0) or until a supervised task ends (one
+    ``task_died`` line, status 1), then stop it in order; a second signal or a stop that outlasts
+    STOP_TIMEOUT_S ends the process anyway."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -164,19 +206,26 @@ async def serve(build: Callable[[], Awaitable[ServiceRuntime]]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     runtime = await build()
+    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(runtime.died.wait())]
     try:
         started = asyncio.create_task(runtime.start())
-        await asyncio.wait([started, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([started, *waiters], return_when=asyncio.FIRST_COMPLETED)
         if started.done():
-            started.result()
-            await stop.wait()
+            started.result()  # a failed start is the cause, whatever ended with it
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         else:
             started.cancel()
+        if runtime.death is not None:
+            task, why = runtime.death
+            log.error("task_died", task=task, error=why)
     finally:
+        for waiter in waiters:
+            waiter.cancel()
         try:
             await asyncio.wait_for(runtime.stop(), STOP_TIMEOUT_S)
         except TimeoutError:
             log.error("stop_timed_out", seconds=STOP_TIMEOUT_S)
+    return 1 if runtime.death is not None else 0
 
 
 def main(name: str, build: Callable[[], Awaitable[ServiceRuntime]], settings: ServiceSettings) -> None:
@@ -185,10 +234,37 @@ def main(name: str, build: Callable[[], Awaitable[ServiceRuntime]], settings: Se
     configure_logging(name, settings.log_level)
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve(build))
+            status = runner.run(serve(build))
     except Exception as error:
-        log.error("service_failed", error=repr(error))
+        log.error("service_failed", error=start_failure(error, settings))
         raise SystemExit(1) from None
+    if status:
+        raise SystemExit(status)
+
+
+def start_failure(error: BaseException, settings: ServiceSettings) -> str:
+    """Why a start failed, in words an operator can act on: the port variable that is taken, or
+    whether Postgres or the broker (and where) failed; never the DSN's password."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    reason = str(error) or type(error).__name__
+    try:
+        password = urlsplit(settings.database_url).password
+    except ValueError:  # an unreadable DSN: asyncpg said so in ``reason``
+        password = None
+    if password:
+        reason = reason.replace(password, "[redacted]")
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+        taken = [f"{name.upper()}={value}" for name, value in settings.model_dump().items()
+                 if name.endswith("_port") and value and f", {value})" in reason]
+        return f"{' / '.join(taken) or 'a port'} is already in use: {reason}"
+    modules = {frame.f_globals.get("__name__", "") for frame, _line in traceback.walk_tb(error.__traceback__)}
+    if any(module.startswith("asyncpg") for module in modules) or isinstance(error, asyncpg.PostgresError):
+        unreachable = "cannot reach " if isinstance(error, (OSError, TimeoutError)) else ""
+        return f"{unreachable}Postgres at {postgres_location(settings.database_url)} (DATABASE_URL): {reason}"
+    if any(module.startswith("aiokafka") for module in modules):
+        return f"cannot reach the Kafka broker at {settings.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS): {reason}"
+    return repr(error)
 
 
 def bound_port(site: web.TCPSite) -> int:

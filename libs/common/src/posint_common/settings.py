@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,10 @@ class ServiceSettings(KafkaSettings):
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     db_pool_max_size: int = Field(default=10, ge=1, le=200)
     handler_max_attempts: int = Field(default=5, ge=1, le=100)
+    outbox_max_attempts: int = Field(default=10, ge=1, le=1000)  # then the row is parked for an operator
+    outbox_retry_backoff_ms: int = Field(default=1_000, ge=1, le=600_000)  # first retry delay, doubling, at most 60 s
+    inbox_retention_hours: int = Field(default=168, ge=1, le=87_600)  # must outlast any redelivery
+    inbox_prune_interval_s: int = Field(default=300, ge=1, le=86_400)
 
 
 def describe_errors(error: ValidationError) -> str:
@@ -50,3 +55,13 @@ def load_settings(cls: type[T], **overrides) -> T:
     except ValidationError as error:
         print(f"configuration error: {describe_errors(error)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def postgres_location(dsn: str) -> str:
+    """``host:port/database`` of a Postgres DSN, for messages: never its user or password."""
+    try:
+        url = urlsplit(dsn)
+        host, port = url.hostname or "localhost", url.port or 5432
+    except ValueError:
+        return "an unreadable address"
+    return f"{host}:{port}/{url.path.lstrip('/') or 'postgres'}"

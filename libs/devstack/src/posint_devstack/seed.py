@@ -11,6 +11,8 @@ from integrations.bootstrap import MIGRATIONS as INTEGRATIONS_MIGRATIONS
 from integrations.seed import seed_demo_integrations
 from posint_common import db
 
+from posint_devstack.files import write_private
+
 DEMO_TENANT = "demo"
 
 
@@ -30,8 +32,7 @@ async def seed_demo(database_url: str, api_key_file: Path) -> str | None:
                 api_key = await issue_api_key(conn, tenant_id)
         await seed_demo_integrations(integrations_pool, tenant_id)
         if api_key is not None:
-            api_key_file.write_text(api_key + "\n")
-            api_key_file.chmod(0o600)
+            write_private(api_key_file, api_key + "\n")
         return api_key
     finally:
         await gateway_pool.close()

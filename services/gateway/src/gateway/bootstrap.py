@@ -8,6 +8,7 @@ from posint_common.runtime import ServiceRuntime, bound_port
 from gateway import SCHEMA
 from gateway.config import GatewaySettings
 from gateway.http.app import create_app
+from gateway.http.edge import EdgeRunner
 from gateway.requester import Requester
 from gateway.tenants import Authenticator
 
@@ -18,12 +19,15 @@ NAME = "gateway"
 async def bootstrap(settings: GatewaySettings) -> ServiceRuntime:
     runtime = ServiceRuntime(name=NAME, schema=SCHEMA, settings=settings, migrations=MIGRATIONS)
     await runtime.start_core()
-    requester = Requester(settings, runtime.producer, reply_timeout_s=settings.reply_timeout_ms / 1000)
-    app = create_app(requester, Authenticator(runtime.pool, settings.auth_cache_seconds), settings.max_body_bytes)
-    runner = web.AppRunner(app, access_log=None)
+    requester = Requester(
+        settings, runtime.producer, reply_timeout_s=settings.reply_timeout_ms / 1000, max_pending=settings.max_pending_replies
+    )
+    authenticator = Authenticator(runtime.pool, settings.auth_cache_seconds, settings.auth_miss_cache_seconds)
+    runner = EdgeRunner(create_app(requester, authenticator, settings.max_body_bytes))
 
     async def start_http() -> None:
         await requester.start()
+        runtime.supervise(requester.task)
         await runner.setup()
         site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
         await site.start()

@@ -1,8 +1,10 @@
-"""Operator commands against a running stack's database: ``python -m gateway.cli create-tenant NAME``."""
+"""Operator commands against a running stack's database: ``python -m gateway.cli create-tenant NAME``
+(the DSN from ``--database-url`` or DATABASE_URL). A name is stored exactly as given."""
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from posint_common import db
@@ -27,11 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     tenant = sub.add_parser("create-tenant", help="create a tenant and print its new API key as the last line")
     tenant.add_argument("name")
-    tenant.add_argument("--database-url", required=True)
+    tenant.add_argument("--database-url", default=os.environ.get("DATABASE_URL"), help="default: DATABASE_URL")
     args = parser.parse_args(argv)
+    if not args.database_url:
+        parser.error("no database: pass --database-url or set DATABASE_URL")
     name = args.name.strip()
-    if not name or len(name) > 100:
-        print("tenant name must be 1 to 100 characters", file=sys.stderr)
+    if not name or len(name) > 100 or not name.isprintable():
+        print("a tenant name is 1 to 100 printable characters", file=sys.stderr)
         return 2
     try:
         api_key = asyncio.run(create(args.database_url, name))

@@ -39,13 +39,20 @@ class ServiceUnavailable(Exception):
     """The owning service did not even consume the request within the deadline."""
 
 
+class Overloaded(Exception):
+    """As many requests wait for a reply as this gateway may hold; refused rather than queued."""
+
+
 class Requester:
-    def __init__(self, settings: ServiceSettings, producer: AIOKafkaProducer, reply_timeout_s: float) -> None:
+    def __init__(
+        self, settings: ServiceSettings, producer: AIOKafkaProducer, reply_timeout_s: float, max_pending: int = 10_000
+    ) -> None:
         self._settings = settings
         self._producer = producer
         self._reply_timeout_s = reply_timeout_s
         self._send_timeout_s = settings.kafka_request_timeout_ms / 1000
         self._pending: dict[str, asyncio.Future] = {}
+        self._max_pending = max_pending
         self._consumer: AIOKafkaConsumer | None = None
         self._admin = AIOKafkaAdminClient(
             bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=settings.kafka_request_timeout_ms
@@ -82,6 +89,11 @@ class Requester:
         await self._admin.close()
 
     @property
+    def task(self) -> asyncio.Task | None:
+        """The reply router; a gateway whose router died must exit, not hang every request."""
+        return self._task
+
+    @property
     def ready(self) -> bool:
         return self._task is not None and not self._task.done()
 
@@ -92,6 +104,8 @@ class Requester:
             message, source=SOURCE, type=type, subject=subject, tenantid=tenant_id,
             correlationid=request_id, replyto=GATEWAY_REPLIES,
         )
+        if len(self._pending) >= self._max_pending:
+            raise Overloaded(f"{len(self._pending)} requests already wait for a reply")
         future = asyncio.get_running_loop().create_future()
         self._pending[envelope.id] = future
         metrics.PENDING_REPLIES.inc()

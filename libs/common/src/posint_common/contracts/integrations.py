@@ -5,6 +5,8 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, Field, field_serializer
 
+from posint_common.contracts.types import PgId
+
 LIST_INTEGRATIONS = "posint.integrations.list-integrations.v1"
 
 MAX_PAGE_SIZE = 200
@@ -15,11 +17,11 @@ class ListIntegrations(BaseModel):
     """Query: a page of the tenant's integrations, ordered by id (tenant comes from the envelope)."""
 
     limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
-    after_id: int | None = Field(default=None, ge=0)
+    after_id: PgId | None = None
 
 
 class IntegrationView(BaseModel):
-    id: int
+    id: PgId
     name: str
     integration_type: str
     provider: str

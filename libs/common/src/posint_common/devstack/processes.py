@@ -1,4 +1,4 @@
-"""Child processes that die with their parent, and free loopback ports."""
+"""Child processes that die with their parent but not with its terminal, and free loopback ports."""
 from __future__ import annotations
 
 import ctypes
@@ -24,11 +24,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``args`` with its output appended to ``log_path``, in its own session: a terminal's
+    Ctrl-C reaches only the parent, which then stops its children in order."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})}, preexec_fn=die_with_parent,
+            env={**os.environ, **(env or {})}, preexec_fn=die_with_parent, start_new_session=True,
         )
 
 

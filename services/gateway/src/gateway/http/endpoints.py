@@ -2,29 +2,55 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from types import UnionType
+from typing import Annotated, Any, Awaitable, Callable, Union, get_args, get_origin
 from urllib.parse import urlencode
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from posint_common.contracts import integrations, topics
 from posint_common.contracts.replies import Reply
+from posint_common.contracts.types import PgId
 
 from gateway.http import problems
 from gateway.http.middleware import REQUEST_ID_KEY, TENANT_KEY
-from gateway.requester import BrokerUnavailable, Requester, ReplyTimeout, ServiceUnavailable
+from gateway.requester import BrokerUnavailable, Overloaded, Requester, ReplyTimeout, ServiceUnavailable
 
 API_PREFIX = "/api/v1"
 REQUESTER_KEY = web.AppKey("requester", Requester)
+PLAIN_INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits: not "+5", " 5", "1.0", "0x10", "1_000" or other scripts' digits
 
 
-class ListIntegrationsParams(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+def _takes_int(annotation: Any) -> bool:
+    if annotation is int:
+        return True
+    if get_origin(annotation) in (Annotated, Union, UnionType):
+        return any(_takes_int(arg) for arg in get_args(annotation))
+    return False
 
+
+class QueryParams(BaseModel):
+    """Base of every endpoint's query model, so every endpoint reads its query string one way: an
+    unknown parameter is an error (``?lmit=5`` is not silently ignored) and an integer is written in
+    plain decimal digits, not in any of the other forms pydantic would take from a string."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_integers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and _takes_int(cls.model_fields[info.field_name].annotation):
+            if not PLAIN_INTEGER.fullmatch(value):
+                raise ValueError("must be a whole number in plain decimal digits")
+        return value
+
+
+class ListIntegrationsParams(QueryParams):
     limit: int = Field(default=integrations.DEFAULT_PAGE_SIZE, ge=1, le=integrations.MAX_PAGE_SIZE, description="Page size.")
-    after: int | None = Field(default=None, ge=0, description="Return integrations with an id greater than this (cursor).")
+    after: PgId | None = Field(default=None, description="Return integrations with an id greater than this (cursor).")
 
 
 @dataclass(frozen=True)
@@ -54,6 +80,8 @@ class Call:
             raise problems.ApiError(problems.REPLY_TIMEOUT) from None
         except ServiceUnavailable:
             raise problems.ApiError(problems.SERVICE_UNAVAILABLE, {"Retry-After": "5"}) from None
+        except Overloaded:
+            raise problems.ApiError(problems.OVERLOADED, {"Retry-After": "1"}) from None
 
 
 @dataclass(frozen=True)
@@ -64,8 +92,12 @@ class Endpoint:
     handle: Callable[[Call], Awaitable[web.Response]]
     response: type[BaseModel] | None = None
     status: int = 200
-    params: type[BaseModel] | None = None
+    params: type[QueryParams] | None = None
     body: type[BaseModel] | None = None
+
+    def __post_init__(self) -> None:
+        if self.params is not None and not issubclass(self.params, QueryParams):
+            raise TypeError(f"{self.summary}: query models derive from QueryParams")
 
 
 def reply_response(reply: Reply, request_id: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -109,24 +141,41 @@ async def read_json(request: web.Request):
         raise problems.ApiError(problems.malformed_json(error)) from None
 
 
+def parse_query(model: type[QueryParams], request: web.Request) -> QueryParams:
+    repeated = sorted({name for name in request.query if len(request.query.getall(name)) > 1})
+    if repeated:
+        raise problems.ApiError(problems.repeated_parameters(repeated))
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as error:
+        raise problems.ApiError(problems.validation_problem(error, "query string")) from None
+
+
+async def parse_body(model: type[BaseModel] | None, request: web.Request) -> BaseModel | None:
+    if model is None:
+        if request.body_exists:  # refused rather than ignored; read first, so past the size limit it is a 413
+            await request.read()
+            raise problems.ApiError(problems.body_not_taken(request.method))
+        return None
+    document = await read_json(request)
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        raise problems.ApiError(problems.validation_problem(error, "request body")) from None
+
+
 def as_view(endpoint: Endpoint):
     async def view(request: web.Request) -> web.Response:
-        try:
-            params = endpoint.params.model_validate(dict(request.query)) if endpoint.params else None
-        except ValidationError as error:
-            raise problems.ApiError(problems.validation_problem(error, "query string")) from None
-        body = None
-        if endpoint.body is not None:
-            document = await read_json(request)
-            try:
-                body = endpoint.body.model_validate(document)
-            except ValidationError as error:
-                raise problems.ApiError(problems.validation_problem(error, "request body")) from None
-        return await endpoint.handle(Call(request, params, body))
+        params = parse_query(endpoint.params or QueryParams, request)
+        body = await parse_body(endpoint.body, request)
+        return await endpoint.handle(Call(request, params if endpoint.params else None, body))
 
     return view
 
 
 def add_routes(app: web.Application) -> None:
     for endpoint in ENDPOINTS:
-        app.router.add_route(endpoint.method, API_PREFIX + endpoint.path, as_view(endpoint))
+        view = as_view(endpoint)
+        app.router.add_route(endpoint.method, API_PREFIX + endpoint.path, view)
+        if endpoint.method == "GET":  # HEAD answers what GET would, without the body
+            app.router.add_route("HEAD", API_PREFIX + endpoint.path, view)

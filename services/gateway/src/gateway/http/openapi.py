@@ -10,10 +10,12 @@ from gateway.http.endpoints import API_PREFIX, ENDPOINTS, Endpoint
 
 REF = "#/components/schemas/{model}"
 ERROR_RESPONSES = {
-    "400": "Malformed JSON",
+    "400": "Not valid HTTP, malformed JSON, or a body on a method that takes none",
     "401": "Missing or invalid API key",
-    "422": "Validation failed",
-    "503": "Broker or service unreachable",
+    "413": "Request body too large",
+    "422": "Validation failed: a bad value, or an unknown or repeated query parameter (each named in errors)",
+    "431": "Request line or a header field too large",
+    "503": "Broker or owning service unreachable, or the gateway holds too many waiting requests (see Retry-After)",
     "504": "The owning service did not answer in time",
 }
 

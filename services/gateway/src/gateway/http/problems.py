@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -9,6 +10,8 @@ from pydantic import ValidationError
 from posint_common.contracts.problem import FieldError, Problem, problem
 
 PROBLEM_JSON = "application/problem+json"
+REQUEST_ID_HEADER = "X-Request-Id"
+MAX_FIELD_NAME = 100  # an unknown query parameter is named back, but never at any length
 
 
 class ApiError(Exception):
@@ -26,25 +29,40 @@ def respond(body: Problem, request_id: str, headers: dict[str, str] | None = Non
         status=body.status,
         text=body.model_dump_json(exclude_none=True),
         content_type=PROBLEM_JSON,
-        headers=headers,
+        headers={**(headers or {}), REQUEST_ID_HEADER: request_id},
     )
 
 
-def from_http_exception(error: web.HTTPException) -> Problem:
-    titles = {
-        404: ("not-found", "Not Found", "No such resource."),
-        405: ("method-not-allowed", "Method Not Allowed", None),
-        413: ("payload-too-large", "Payload Too Large", "The request body is larger than the gateway accepts."),
-    }
-    slug, title, detail = titles.get(error.status, ("http-error", error.reason, None))
-    if error.status == 405 and isinstance(error, web.HTTPMethodNotAllowed):
+HTTP_PROBLEMS = {
+    400: ("bad-request", "Bad Request", "The request is not valid HTTP."),
+    404: ("not-found", "Not Found", "No such resource."),
+    405: ("method-not-allowed", "Method Not Allowed", None),
+    413: ("payload-too-large", "Payload Too Large", "The request body is larger than the gateway accepts."),
+    417: ("expectation-failed", "Expectation Failed", "Only 'Expect: 100-continue' is supported."),
+    431: ("header-fields-too-large", "Request Header Fields Too Large",
+          "The request line or a header field is longer than the gateway accepts."),
+}
+PASSED_ON_HEADERS = ("Allow",)
+
+
+def from_http_exception(error: web.HTTPException) -> tuple[Problem, dict[str, str]]:
+    """aiohttp's own errors (routing, body size) as problems; their text is never copied, as it may
+    quote the request."""
+    detail = None
+    if isinstance(error, web.HTTPMethodNotAllowed):
         detail = f"Allowed methods: {', '.join(sorted(error.allowed_methods))}."
-    return problem(error.status, slug, title, detail)
+    headers = {name: error.headers[name] for name in PASSED_ON_HEADERS if name in error.headers}
+    return http_problem(error.status, detail), headers
+
+
+def http_problem(status: int, detail: str | None = None) -> Problem:
+    slug, title, default_detail = HTTP_PROBLEMS.get(status, ("http-error", HTTPStatus(status).phrase, None))
+    return problem(status, slug, title, detail or default_detail)
 
 
 def validation_problem(error: ValidationError, location: str) -> Problem:
     errors = [
-        FieldError(field=".".join(str(part) for part in item["loc"]) or location, message=item["msg"])
+        FieldError(field=(".".join(str(part) for part in item["loc"]) or location)[:MAX_FIELD_NAME], message=item["msg"])
         for item in error.errors()
     ]
     return problem(422, "validation", "Validation failed", f"The {location} is not valid.", errors)
@@ -54,8 +72,18 @@ def malformed_json(error: json.JSONDecodeError | UnicodeDecodeError) -> Problem:
     return problem(400, "malformed-json", "Malformed JSON", f"The request body is not valid JSON: {error}")
 
 
+def repeated_parameters(names: list[str]) -> Problem:
+    errors = [FieldError(field=name[:MAX_FIELD_NAME], message="Give this parameter at most once.") for name in names]
+    return problem(422, "validation", "Validation failed", "The query string is not valid.", errors)
+
+
+def body_not_taken(method: str) -> Problem:
+    return problem(400, "body-not-allowed", "Body Not Allowed", f"{method} takes no body.")
+
+
 UNAUTHORIZED = problem(401, "unauthorized", "Unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")
 BROKER_UNAVAILABLE = problem(503, "unavailable", "Service Unavailable", "The message broker is unreachable; retry later.")
 SERVICE_UNAVAILABLE = problem(503, "unavailable", "Service Unavailable", "The service that owns this request is not running; retry later.")
 REPLY_TIMEOUT = problem(504, "timeout", "Gateway Timeout", "The owning service did not answer in time; retry later.")
+OVERLOADED = problem(503, "overloaded", "Service Unavailable", "The gateway is holding as many requests as it may; retry later.")
 INTERNAL = problem(500, "internal", "Internal Server Error", "An unexpected error occurred; it was logged with this request id.")
