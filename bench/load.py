@@ -68,6 +68,38 @@ async def run(url: str, api_key: str, concurrency: int, duration_s: float, warmu
     return LoadResult(concurrency, elapsed, len(latencies), errors, latencies)
 
 
+async def soak(url: str, api_key: str, concurrency: int, duration_s: float, window_s: float) -> list[LoadResult]:
+    """Closed-loop load for ``duration_s``, cut into ``window_s`` windows by each request's end time:
+    how throughput and latency move as the broker's topics grow."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    windows = max(1, round(duration_s / window_s))
+    latencies: list[list[float]] = [[] for _ in range(windows)]
+    errors = [0] * windows
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
+        began = time.perf_counter()
+        until = began + windows * window_s
+
+        async def worker() -> None:
+            while (start := time.perf_counter()) < until:
+                try:
+                    async with session.get(url) as response:
+                        await response.read()
+                        good = response.status == 200
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    good = False
+                end = time.perf_counter()
+                index = min(windows - 1, int((end - began) / window_s))
+                if good:
+                    latencies[index].append((end - start) * 1000)
+                else:
+                    errors[index] += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return [LoadResult(concurrency, window_s, len(ms), errors[i], ms) for i, ms in enumerate(latencies)]
+
+
 async def one(url: str, api_key: str) -> float:
     """Latency (ms) of a single request on a fresh connection: what a lone caller sees after idle."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)) as session:

@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel, ValidationError
 
-from posint_common import inbox, kafka, metrics, outbox
+from posint_common import inbox, kafka, metrics, outbox, topic_roll
 from posint_common.contracts.problem import Problem, problem
 from posint_common.contracts.replies import DEAD_LETTER, REPLY, DeadLetter, Reply
 from posint_common.contracts.topics import dead_letter
@@ -119,6 +119,7 @@ class ConsumerLoop:
         ignore_unknown_types: bool = False,
         max_attempts: int = 5,
         reply_timeout_s: float = 5.0,
+        roller: topic_roll.RollingReader | None = None,
     ) -> None:
         self.name = name
         self.topics = topics
@@ -132,6 +133,7 @@ class ConsumerLoop:
         self.ignore_unknown_types = ignore_unknown_types
         self.max_attempts = max_attempts
         self.reply_timeout_s = reply_timeout_s
+        self.roller = roller
         self.batch_lock = asyncio.Lock()
         self.joined = False
         self.stalled = False
@@ -143,8 +145,12 @@ class ConsumerLoop:
         self._room = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
 
     async def start(self) -> None:
-        self.consumer.subscribe(list(self.topics), listener=_Revocation(self))
+        if self.roller is None:
+            self.consumer.subscribe(list(self.topics), listener=_Revocation(self))
         await self.consumer.start()
+        if self.roller is not None:  # topic generations by assignment: no group membership, no rebalance
+            await self.roller.start()
+            self.joined = True
         self._pacer = FetchPacer(self.consumer, **self._pacer_settings)
         self._set_stalled(False)
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
@@ -158,6 +164,8 @@ class ConsumerLoop:
             await self.settle()
         if self._pacer:
             self._pacer.close()
+        if self.roller is not None:
+            await self.roller.stop()
         await self.consumer.stop()
 
     @property
@@ -300,6 +308,9 @@ class ConsumerLoop:
         return MessageContext(envelope=envelope, conn=conn, schema=self.schema, source=self.source)
 
     async def _send_reply(self, reply: Reply, cause: Envelope) -> None:
+        if topic_roll.gone(cause.replyto):
+            log.warning("reply_undeliverable", consumer=self.name, topic=cause.replyto)
+            return
         await kafka.send(self.producer, cause.replyto, self._reply_envelope(reply, cause), self.reply_timeout_s)
 
     def _reply_envelope(self, reply: Reply, cause: Envelope) -> Envelope:
@@ -329,7 +340,7 @@ class ConsumerLoop:
         async with self.pool.acquire() as conn, conn.transaction():
             if not await inbox.claim(conn, self.name, key):
                 return "duplicate"
-            await outbox.add(conn, self.schema, dead_letter(record.topic), dead)
+            await outbox.add(conn, self.schema, dead_letter(topic_roll.base_of(record.topic)), dead)
             if envelope is not None and envelope.replyto and not self.read_only:
                 failure = Reply(status=500, problem=_internal_problem())
                 await outbox.add(conn, self.schema, envelope.replyto, self._reply_envelope(failure, envelope))

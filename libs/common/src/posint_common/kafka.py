@@ -4,14 +4,33 @@ from __future__ import annotations
 
 import asyncio
 
+import aiokafka.admin.client
+import aiokafka.client
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from posint_common.envelope import Envelope
 from posint_common.settings import KafkaSettings
 
 DEFAULT_PARTITIONS = 3
+
+
+class _NoAutoCreateMetadataRequest(MetadataRequest):
+    """Topics are created on purpose (``ensure_topics``), never by looking one up.
+
+    aiokafka asks the broker to auto-create every topic it requests metadata for, and Tansu obeys
+    (with 4 partitions): a typo would become a topic, and a deleted topic generation
+    (posint_common.topic_roll) that some client still tracks would come back on its next refresh.
+    """
+
+    def __init__(self, topics=None, allow_auto_topic_creation=False):
+        super().__init__(topics, allow_auto_topic_creation)
+
+
+# the names aiokafka's client and admin client build their requests from (aiokafka is pinned)
+aiokafka.client.MetadataRequest = aiokafka.admin.client.MetadataRequest = _NoAutoCreateMetadataRequest
 
 
 def make_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:

@@ -21,8 +21,9 @@ import asyncpg
 import uvloop
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
-from posint_common import db, kafka
+from posint_common import db, kafka, topic_roll
 from posint_common.consumer import ConsumerLoop, Route
 from posint_common.health import add_health_routes
 from posint_common.log import configure_logging, get_logger
@@ -45,6 +46,8 @@ class ServiceRuntime:
     producer: AIOKafkaProducer | None = None
     relay: OutboxRelay | None = None
     pruner: InboxPruner | None = None
+    admin: AIOKafkaAdminClient | None = None  # only with KAFKA_ROLL_TOPICS: creates and deletes generations
+    tasks: list[asyncio.Task] = field(default_factory=list)
     consumers: list[ConsumerLoop] = field(default_factory=list)
     health_runner: web.AppRunner | None = None
     ports: dict[str, int] = field(default_factory=dict)
@@ -81,15 +84,32 @@ class ServiceRuntime:
         )
         await self.pruner.start()
         self.supervise(self.pruner._task)
+        if self.settings.kafka_roll_topics:
+            self.admin = AIOKafkaAdminClient(
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                request_timeout_ms=self.settings.kafka_request_timeout_ms,
+            )
+            await self.admin.start()
+            pruning = asyncio.create_task(topic_roll.prune_metadata_forever(self.producer.client), name="metadata-pruner")
+            self.tasks.append(pruning)
+            self.supervise(pruning)
 
     def add_consumer(self, purpose: str, topics: tuple[str, ...], routes: dict[str, Route], **options) -> ConsumerLoop:
         """Consumer group ``<service>.<purpose>``, also the inbox's consumer key."""
         name = f"{self.name}.{purpose}"
+        # Queries are read from topic generations by assignment when rolling (see topic_roll);
+        # commands and events always keep their group subscription.
+        roll = self.settings.kafka_roll_topics and options.get("read_only", False)
+        consumer = kafka.make_consumer(self.settings, *(() if roll else topics), group_id=name, client_id=name)
+        roller = topic_roll.RollingReader(
+            consumer, self.admin, topics, roll_records=self.settings.kafka_roll_records, include_base=True
+        ) if roll else None
         loop = ConsumerLoop(
             name=name,
             topics=topics,
             routes=routes,
-            consumer=kafka.make_consumer(self.settings, *topics, group_id=name, client_id=name),
+            consumer=consumer,
+            roller=roller,
             producer=self.producer,
             pool=self.pool,
             schema=self.schema,
@@ -106,6 +126,8 @@ class ServiceRuntime:
         for consumer in self.consumers:
             await consumer.start()
             self.supervise(consumer._task)
+            if consumer.roller is not None:
+                self.supervise(consumer.roller.task)
         for start in self.extra_start:
             await start()
         await self._start_health()
@@ -137,8 +159,12 @@ class ServiceRuntime:
             await _quietly(self.pruner.stop())
         if self.relay:
             await _quietly(self.relay.stop())
+        for task in self.tasks:
+            task.cancel()
         if self.producer:
             await _quietly(self.producer.stop())
+        if self.admin:
+            await _quietly(self.admin.close())
         if self.pool:
             await _quietly(self.pool.close())
         log.info("service_stopped")

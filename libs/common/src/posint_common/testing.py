@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from posint_common import topic_roll
 from posint_common.contracts import topics
 from posint_common.envelope import Envelope
 from posint_common.devstack.broker import EmbeddedBroker
@@ -30,7 +31,8 @@ class Infra:
     bootstrap_servers: str
 
     def settings(self, cls: type[ServiceSettings] = ServiceSettings, **overrides) -> ServiceSettings:
-        values = {"database_url": self.database_url, "kafka_bootstrap_servers": self.bootstrap_servers, "health_port": 0}
+        values = {"database_url": self.database_url, "kafka_bootstrap_servers": self.bootstrap_servers, "health_port": 0,
+                  "kafka_roll_topics": True}  # the embedded Tansu, as make run starts it
         return cls(**{**values, **overrides})
 
 
@@ -67,14 +69,15 @@ async def read_topic(
     bootstrap_servers: str, topic: str, expected: int, timeout_s: float = 30,
     match: Callable[[Envelope], bool] = lambda envelope: True,
 ) -> list[Envelope]:
-    """Read ``topic`` from the start until ``expected`` matching records arrived; fail at the deadline."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest",
-                                enable_auto_commit=False, fetch_max_wait_ms=20)
+    """Read ``topic`` and its generations (topic_roll) from the start until ``expected`` matching
+    records arrived; fail at the deadline."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=20)
     await consumer.start()
     found: list[Envelope] = []
     deadline = time.monotonic() + timeout_s
     try:
         while len(found) < expected and time.monotonic() < deadline:
+            await _assign_family(consumer, topic)
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 envelopes = (Envelope.from_record(r.headers, r.value) for r in records)
                 found.extend(e for e in envelopes if match(e))
@@ -82,6 +85,24 @@ async def read_topic(
         await consumer.stop()
     assert len(found) >= expected, f"only {len(found)} of {expected} records on {topic}"
     return found
+
+
+def in_family(candidate: str, topic: str) -> bool:
+    """``topic`` itself, a generation of it, or of one of its per-instance bases (``gateway.replies.<id>``)."""
+    base = topic_roll.base_of(candidate)
+    return candidate == topic or (topic_roll.created_ms(candidate) is not None and (base == topic or base.startswith(topic + ".")))
+
+
+async def _assign_family(consumer: AIOKafkaConsumer, topic: str) -> None:
+    wanted = {TopicPartition(t, p) for t in await consumer.topics() if in_family(t, topic)
+              for p in consumer.partitions_for_topic(t) or ()}
+    current = consumer.assignment()
+    if wanted <= current:
+        return
+    kept = {tp: await consumer.position(tp) for tp in current & wanted}
+    consumer.assign(sorted(wanted))
+    for tp in wanted:
+        consumer.seek(tp, kept.get(tp, 0))
 
 
 def unique(prefix: str) -> str:

@@ -153,6 +153,7 @@ async def test_row_refused_after_hand_over_keeps_the_rest_of_its_aggregate_behin
 async def test_broker_outage_is_not_charged_to_the_rows(infra, pool, schema, tmp_path):
     broker = EmbeddedBroker(tmp_path / "tansu.log")
     bootstrap = broker.start()
+    await kafka.ensure_topics(bootstrap, ("outage.topic",))
     producer = kafka.make_producer(infra.settings(kafka_bootstrap_servers=bootstrap, kafka_request_timeout_ms=500),
                                    client_id="test-outage")
     relay = OutboxRelay(dsn=infra.database_url, pool=pool, producer=producer, schema=schema,
@@ -170,7 +171,8 @@ async def test_broker_outage_is_not_charged_to_the_rows(infra, pool, schema, tmp
         assert len(rows) == 2 and all(r["attempts"] == 0 and r["parked_at"] is None for r in rows)
         assert all(r["last_error"] for r in rows), "the error is on the row for operators"
 
-        broker.start()  # same port, empty (memory): the relay catches up
+        broker.start()  # same port, empty (memory): the relay catches up once the topic is back
+        await kafka.ensure_topics(bootstrap, ("outage.topic",))
         await eventually(counts(pool, "SELECT count(*) FROM outbox", 0), 30, "rows published after the outage")
     finally:
         await relay.stop()

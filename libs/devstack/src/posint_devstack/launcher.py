@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import asyncpg
 
+from integrations.keys import ensure_dev_keys
 from posint_common.contracts import topics
 from posint_common.devstack.broker import EmbeddedBroker
 from posint_common.devstack.postgres import EmbeddedPostgres
@@ -215,8 +216,11 @@ class Stack:
             raise StartError(f"cannot reach {where} at {self.bootstrap_servers}: {error}") from None
 
     def start_services(self) -> None:
+        keys = os.environ.get("INTEGRATIONS_ENCRYPTION_KEYS") or ensure_dev_keys(self.run_dir / "integrations-keys")
         env = {"DATABASE_URL": self.database_url, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
-               "GATEWAY_PORT": str(self.gateway_port)}
+               "GATEWAY_PORT": str(self.gateway_port), "INTEGRATIONS_ENCRYPTION_KEYS": keys}
+        if self.broker:  # the embedded Tansu never drops a record: roll request/reply topics
+            env["KAFKA_ROLL_TOPICS"] = os.environ.get("KAFKA_ROLL_TOPICS", "true")
         for module in SERVICES:
             service = Service(module, self.run_dir / "logs" / f"{module}.log", env)
             service.start()

@@ -27,7 +27,8 @@ async def bootstrap(settings: GatewaySettings) -> ServiceRuntime:
 
     async def start_http() -> None:
         await requester.start()
-        runtime.supervise(requester.task)
+        for task in requester.tasks:
+            runtime.supervise(task)
         await runner.setup()
         site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
         await site.start()

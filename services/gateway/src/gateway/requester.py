@@ -7,13 +7,14 @@ replies for other instances are ignored.
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
-from posint_common import kafka, metrics
+from posint_common import kafka, metrics, topic_roll
 from posint_common.contracts.replies import REPLY, Reply
 from posint_common.contracts.topics import ANSWERED_BY, GATEWAY_REPLIES
 from posint_common.consumer import observe_lag
@@ -59,11 +60,34 @@ class Requester:
         )
         self._pacer: FetchPacer | None = None
         self._task: asyncio.Task | None = None
+        # With KAFKA_ROLL_TOPICS: requests go to the newest generation of their topic, replies come
+        # back on this instance's own reply generations (see posint_common.topic_roll).
+        self._targets: topic_roll.Targets | None = None
+        self._replies: topic_roll.RollingReader | None = None
 
     async def start(self) -> None:
         await self._admin.start()
         self._consumer = kafka.make_consumer(self._settings, group_id=None, client_id="gateway.replies")
         await self._consumer.start()
+        if self._settings.kafka_roll_topics:
+            await self._start_rolling()
+        else:
+            await self._assign_shared_replies()
+        self._pacer = FetchPacer(self._consumer, **pacer_settings(self._settings))
+        self._task = asyncio.create_task(self._route_replies(), name="gateway-reply-router")
+
+    async def _start_rolling(self) -> None:
+        self._targets = topic_roll.Targets(self._admin)
+        await self._targets.start()
+        grace_s = max(topic_roll.GRACE_S, self._reply_timeout_s + 2 * topic_roll.REFRESH_S + 5)
+        self._replies = topic_roll.RollingReader(
+            self._consumer, self._admin, (topic_roll.reply_base(GATEWAY_REPLIES, uuid.uuid4().hex[:12]),),
+            roll_records=self._settings.kafka_roll_records, orphans_of=GATEWAY_REPLIES, grace_s=grace_s,
+        )
+        await self._replies.start()
+
+    async def _assign_shared_replies(self) -> None:
+        """Read every partition of the shared reply topic from its end."""
         await self._consumer.topics()  # fresh metadata: the topic may have been created just now
         partitions = self._consumer.partitions_for_topic(GATEWAY_REPLIES) or set()
         if not partitions:
@@ -73,8 +97,6 @@ class Requester:
         await self._consumer.seek_to_end(*assigned)
         for tp in assigned:  # resolve positions now, so no reply sent after start is skipped
             await self._consumer.position(tp)
-        self._pacer = FetchPacer(self._consumer, **pacer_settings(self._settings))
-        self._task = asyncio.create_task(self._route_replies(), name="gateway-reply-router")
 
     async def stop(self) -> None:
         if self._task:
@@ -82,6 +104,9 @@ class Requester:
             await asyncio.gather(self._task, return_exceptions=True)
         if self._pacer:
             self._pacer.close()
+        for part in (self._replies, self._targets):
+            if part is not None:
+                await part.stop()
         if self._consumer:
             await self._consumer.stop()
         for future in self._pending.values():
@@ -89,21 +114,25 @@ class Requester:
         await self._admin.close()
 
     @property
-    def task(self) -> asyncio.Task | None:
-        """The reply router; a gateway whose router died must exit, not hang every request."""
-        return self._task
+    def tasks(self) -> list[asyncio.Task]:
+        """The reply router (and topic rolling); a gateway whose router died must exit, not hang every request."""
+        parts = [self._task] + [part.task for part in (self._replies, self._targets) if part is not None]
+        return [task for task in parts if task is not None]
 
     @property
     def ready(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return bool(self.tasks) and all(not task.done() for task in self.tasks)
 
     async def request(
         self, topic: str, type: str, message: BaseModel, *, tenant_id: str, request_id: str, subject: str | None = None
     ) -> Reply:
         envelope = Envelope.wrap(
             message, source=SOURCE, type=type, subject=subject, tenantid=tenant_id,
-            correlationid=request_id, replyto=GATEWAY_REPLIES,
+            correlationid=request_id,
+            replyto=self._replies.current(self._replies.bases[0]) if self._replies else GATEWAY_REPLIES,
         )
+        if self._targets is not None:
+            topic = self._targets.topic_for(topic)
         if len(self._pending) >= self._max_pending:
             raise Overloaded(f"{len(self._pending)} requests already wait for a reply")
         future = asyncio.get_running_loop().create_future()
@@ -127,7 +156,7 @@ class Requester:
 
     async def _never_consumed(self, sent) -> bool:
         """True when the answering group's committed offset is not past our request: it is down."""
-        group = ANSWERED_BY.get(sent.topic)
+        group = ANSWERED_BY.get(topic_roll.base_of(sent.topic))
         if group is None:
             return False
         tp = TopicPartition(sent.topic, sent.partition)

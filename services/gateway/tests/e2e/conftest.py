@@ -9,7 +9,9 @@ from gateway.bootstrap import bootstrap as gateway_bootstrap
 from gateway.config import GatewaySettings
 from gateway.tenants import create_tenant
 from integrations.adapters.repository import IntegrationRepository
+from integrations.adapters.vault import new_key_entry
 from integrations.bootstrap import bootstrap as integrations_bootstrap
+from integrations.config import IntegrationsSettings
 from integrations.seed import seed_demo_integrations
 from posint_common.testing import started, unique
 
@@ -22,7 +24,8 @@ class Tenant:
 
 @pytest.fixture(scope="session")
 async def integrations_service(infra):
-    runtime = await started(integrations_bootstrap(infra.settings()))
+    keys = new_key_entry("test")  # the key ring is explicit configuration, never a default
+    runtime = await started(integrations_bootstrap(infra.settings(IntegrationsSettings, integrations_encryption_keys=keys)))
     yield runtime
     await runtime.stop()
 

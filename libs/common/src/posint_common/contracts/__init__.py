@@ -6,6 +6,13 @@ from posint_common.contracts import integrations, replies, tenants
 
 MESSAGE_MODELS = {
     integrations.LIST_INTEGRATIONS: integrations.ListIntegrations,
+    integrations.GET_INTEGRATION: integrations.IntegrationRef,
+    integrations.CREATE_INTEGRATION: integrations.CreateIntegration,
+    integrations.UPDATE_INTEGRATION: integrations.UpdateIntegration,
+    integrations.DELETE_INTEGRATION: integrations.IntegrationRef,
+    integrations.INTEGRATION_CREATED: integrations.IntegrationCreated,
+    integrations.INTEGRATION_UPDATED: integrations.IntegrationUpdated,
+    integrations.INTEGRATION_DEACTIVATED: integrations.IntegrationDeactivated,
     replies.REPLY: replies.Reply,
     tenants.TENANT_CREATED: tenants.TenantCreated,
     replies.DEAD_LETTER: replies.DeadLetter,

@@ -2,9 +2,17 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_serializer
+from pydantic import (
+    BaseModel, ConfigDict, Field, PlainSerializer, StrictBool, ValidationInfo, field_serializer, field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from posint_common.contracts.providers import (
+    CONFIG_MODELS, CREDENTIAL_MODELS, PROVIDER_TYPES, AnyConfig, AnyCredentials, IntegrationType, Name, Provider, Secret,
+)
 from posint_common.contracts.types import PgId
 
 LIST_INTEGRATIONS = "posint.integrations.list-integrations.v1"
@@ -30,8 +38,173 @@ class IntegrationView(BaseModel):
 
     @field_serializer("last_sync_at")
     def _utc_seconds(self, value: datetime | None) -> str | None:
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+        return utc_seconds(value) if value else None
 
 
 class IntegrationList(BaseModel):
     data: list[IntegrationView]
+
+
+# --- Managing integrations ----------------------------------------------------------------------
+# Commands (integrations.commands), a query (integrations.queries) and events (integrations.events,
+# key = integration id). Config is not secret and travels in events; credentials and the inbound
+# secret never leave the integrations service except in the create command (credentials) and its
+# reply (the inbound secret, shown once).
+
+GET_INTEGRATION = "posint.integrations.get-integration.v1"
+CREATE_INTEGRATION = "posint.integrations.create-integration.v1"
+UPDATE_INTEGRATION = "posint.integrations.update-integration.v1"
+DELETE_INTEGRATION = "posint.integrations.delete-integration.v1"
+INTEGRATION_CREATED = "posint.integrations.integration-created.v1"
+INTEGRATION_UPDATED = "posint.integrations.integration-updated.v1"
+INTEGRATION_DEACTIVATED = "posint.integrations.integration-deactivated.v1"
+
+
+def utc_seconds(value: datetime) -> str:
+    """The API's one timestamp form, as in the contract: ``2026-01-04T18:00:00Z``."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+UtcSeconds = Annotated[datetime, PlainSerializer(utc_seconds, return_type=str)]
+
+
+def _by_provider(models: dict, value: Any, info: ValidationInfo) -> Any:
+    """Validate ``value`` with the model of the provider given before it. Without a valid provider
+    there is nothing to check it against, and the provider's own error already fails the request."""
+    provider = info.data.get("provider")
+    return value if provider is None else models[provider].model_validate(value)
+
+
+class CreateIntegration(BaseModel):
+    """Command, and the body of ``POST /integrations``: ``config`` and ``credentials`` have the
+    shape of the provider's models (posint_common.contracts.providers)."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    name: Name
+    integration_type: IntegrationType
+    provider: Provider
+    config: AnyConfig = Field(description="Non-secret settings; their shape depends on the provider.")
+    credentials: AnyCredentials = Field(description="Secrets; their shape depends on the provider. Never returned.")
+
+    @field_validator("provider")
+    @classmethod
+    def _fits_type(cls, provider: Provider, info: ValidationInfo) -> Provider:
+        kind = info.data.get("integration_type")
+        if kind is not None and PROVIDER_TYPES[provider] != kind:
+            fitting = ", ".join(p for p, t in PROVIDER_TYPES.items() if t == kind)
+            raise PydanticCustomError(
+                "provider_type_mismatch", "'{provider}' is not a {kind} provider; {kind} providers: {fitting}",
+                {"provider": provider.value, "kind": kind.value, "fitting": fitting},
+            )
+        return provider
+
+    @field_validator("config", mode="wrap")
+    @classmethod
+    def _config(cls, value: Any, _handler, info: ValidationInfo) -> Any:
+        return _by_provider(CONFIG_MODELS, value, info)
+
+    @field_validator("credentials", mode="wrap")
+    @classmethod
+    def _credentials(cls, value: Any, _handler, info: ValidationInfo) -> Any:
+        return _by_provider(CREDENTIAL_MODELS, value, info)
+
+
+class UpdateIntegrationFields(BaseModel):
+    """Body of ``PATCH /integrations/{id}``: at least one field. ``config`` is merged key by key
+    into the current config (a key set to null returns to its default) and the result validated
+    against the provider's model by the integrations service; ``credentials`` replaces them whole."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    # Absent means unchanged; null is refused (the types do not take None).
+    name: Name = Field(default=None)
+    is_active: StrictBool = Field(default=None)
+    config: dict[str, Any] = Field(default=None, max_length=50)
+    credentials: dict[str, Secret] = Field(default=None, max_length=50)
+
+    @model_validator(mode="after")
+    def _something(self) -> "UpdateIntegrationFields":
+        if not self.model_fields_set:
+            raise PydanticCustomError("empty_update", "give at least one of name, is_active, config, credentials")
+        return self
+
+
+class UpdateIntegration(UpdateIntegrationFields):
+    """Command: the PATCH of one integration (tenant from the envelope)."""
+
+    id: PgId
+
+
+class IntegrationRef(BaseModel):
+    """Query ``get-integration`` and command ``delete-integration``: one integration by id."""
+
+    id: PgId
+
+
+class IntegrationHealth(BaseModel):
+    """What is known about the connection; null until it happens (sync runs, inbound orders)."""
+
+    last_sync_status: str | None = None
+    last_sync_error: str | None = None
+    last_inbound_order_at: UtcSeconds | None = None
+    token_expires_at: UtcSeconds | None = None
+
+
+class IntegrationDetail(BaseModel):
+    """One integration as ``GET /integrations/{id}`` shows it: every key present, null when unknown."""
+
+    id: PgId
+    name: str
+    integration_type: str
+    provider: str
+    is_active: bool
+    last_sync_at: UtcSeconds | None = None
+    config: dict[str, Any]
+    inbound_url: str
+    created_at: UtcSeconds
+    updated_at: UtcSeconds
+    health: IntegrationHealth
+
+
+class NewIntegration(IntegrationDetail):
+    """The 201 of ``POST /integrations``: the only time ``inbound_secret`` is shown."""
+
+    inbound_secret: str = Field(description="Signs inbound pushes; 'whsec_' + base64 of 32 random bytes. Shown once.")
+
+
+class IntegrationDocument(BaseModel):
+    data: IntegrationDetail
+
+
+class NewIntegrationDocument(BaseModel):
+    data: NewIntegration
+
+
+class IntegrationState(BaseModel):
+    """The non-secret state of an integration, as events carry it."""
+
+    id: PgId
+    name: str
+    integration_type: str
+    provider: str
+    is_active: bool
+    config: dict[str, Any]
+
+
+class IntegrationCreated(IntegrationState):
+    created_at: UtcSeconds
+
+
+class IntegrationUpdated(IntegrationState):
+    changed: list[str] = Field(description="Fields the update changed; 'credentials' when they were replaced.")
+    updated_at: UtcSeconds
+
+
+class IntegrationDeactivated(BaseModel):
+    """DELETE: the integration is inactive and hidden; its rows (and its orders) stay."""
+
+    id: PgId
+    integration_type: str
+    provider: str
+    deactivated_at: UtcSeconds

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import UnionType
 from typing import Annotated, Any, Awaitable, Callable, Union, get_args, get_origin
 from urllib.parse import urlencode
@@ -48,6 +48,15 @@ class QueryParams(BaseModel):
         return value
 
 
+class PathParams(QueryParams):
+    """Base of every endpoint's path model: path segments follow the query string's rules, so a
+    non-integer or out-of-range id is a 422 naming the parameter (never a 404 or a failed query)."""
+
+
+class IntegrationPath(PathParams):
+    id: PgId = Field(description="Integration id.")
+
+
 class ListIntegrationsParams(QueryParams):
     limit: int = Field(default=integrations.DEFAULT_PAGE_SIZE, ge=1, le=integrations.MAX_PAGE_SIZE, description="Page size.")
     after: PgId | None = Field(default=None, description="Return integrations with an id greater than this (cursor).")
@@ -60,6 +69,7 @@ class Call:
     request: web.Request
     params: BaseModel | None
     body: BaseModel | None
+    path: BaseModel | None = None
 
     @property
     def tenant_id(self) -> str:
@@ -94,15 +104,21 @@ class Endpoint:
     status: int = 200
     params: type[QueryParams] | None = None
     body: type[BaseModel] | None = None
+    path_params: type[PathParams] | None = None
+    errors: dict[int, str] = field(default_factory=dict)  # documented problems beyond the common ones
 
     def __post_init__(self) -> None:
         if self.params is not None and not issubclass(self.params, QueryParams):
             raise TypeError(f"{self.summary}: query models derive from QueryParams")
+        if (self.path_params is not None) != ("{" in self.path):
+            raise TypeError(f"{self.summary}: a path with parameters has a PathParams model, and only then")
 
 
 def reply_response(reply: Reply, request_id: str, headers: dict[str, str] | None = None) -> web.Response:
     if reply.problem is not None:
         return problems.respond(reply.problem, request_id, reply.headers)
+    if reply.status == 204:
+        return web.Response(status=204, headers={**(reply.headers or {}), **(headers or {})})
     return web.json_response(reply.body, status=reply.status, headers={**(reply.headers or {}), **(headers or {})})
 
 
@@ -125,10 +141,53 @@ async def list_integrations(call: Call) -> web.Response:
     return reply_response(reply, call.request_id, next_page_link(call, reply.body, params.limit))
 
 
+async def create_integration(call: Call) -> web.Response:
+    reply = await call.ask(topics.INTEGRATIONS_COMMANDS, integrations.CREATE_INTEGRATION, call.body)
+    return reply_response(reply, call.request_id)
+
+
+async def get_integration(call: Call) -> web.Response:
+    reply = await call.ask(topics.INTEGRATIONS_QUERIES, integrations.GET_INTEGRATION, integrations.IntegrationRef(id=call.path.id))
+    return reply_response(reply, call.request_id)
+
+
+async def update_integration(call: Call) -> web.Response:
+    fields = call.body.model_dump(mode="json", exclude_unset=True)  # JSON mode writes the secrets out, for the command only
+    command = integrations.UpdateIntegration.model_validate({**fields, "id": call.path.id})
+    reply = await call.ask(topics.INTEGRATIONS_COMMANDS, integrations.UPDATE_INTEGRATION, command, subject=str(call.path.id))
+    return reply_response(reply, call.request_id)
+
+
+async def delete_integration(call: Call) -> web.Response:
+    command = integrations.IntegrationRef(id=call.path.id)
+    reply = await call.ask(topics.INTEGRATIONS_COMMANDS, integrations.DELETE_INTEGRATION, command, subject=str(call.path.id))
+    return reply_response(reply, call.request_id)
+
+
+NOT_FOUND = {404: "No such integration for this tenant (also: another tenant's, or deleted)"}
+
 ENDPOINTS = (
     Endpoint(
         "GET", "/integrations", "List integrations", list_integrations,
         response=integrations.IntegrationList, params=ListIntegrationsParams,
+    ),
+    Endpoint(
+        "POST", "/integrations", "Create an integration", create_integration,
+        response=integrations.NewIntegrationDocument, status=201, body=integrations.CreateIntegration,
+        errors={409: "The tenant already has a live integration of this provider"},
+    ),
+    Endpoint(
+        "GET", "/integrations/{id}", "Get an integration with its health", get_integration,
+        response=integrations.IntegrationDocument, path_params=IntegrationPath, errors=NOT_FOUND,
+    ),
+    Endpoint(
+        "PATCH", "/integrations/{id}", "Change an integration's name, is_active, config or credentials", update_integration,
+        response=integrations.IntegrationDocument, body=integrations.UpdateIntegrationFields, path_params=IntegrationPath,
+        errors=NOT_FOUND,
+    ),
+    Endpoint(
+        "DELETE", "/integrations/{id}", "Deactivate and hide an integration", delete_integration,
+        status=204, path_params=IntegrationPath, errors=NOT_FOUND,
     ),
 )
 
@@ -139,6 +198,13 @@ async def read_json(request: web.Request):
         return json.loads(raw.decode("utf-8")) if raw else None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise problems.ApiError(problems.malformed_json(error)) from None
+
+
+def parse_path(model: type[PathParams], request: web.Request) -> PathParams:
+    try:
+        return model.model_validate(dict(request.match_info))
+    except ValidationError as error:
+        raise problems.ApiError(problems.validation_problem(error, "path")) from None
 
 
 def parse_query(model: type[QueryParams], request: web.Request) -> QueryParams:
@@ -166,9 +232,10 @@ async def parse_body(model: type[BaseModel] | None, request: web.Request) -> Bas
 
 def as_view(endpoint: Endpoint):
     async def view(request: web.Request) -> web.Response:
+        path = parse_path(endpoint.path_params, request) if endpoint.path_params else None
         params = parse_query(endpoint.params or QueryParams, request)
         body = await parse_body(endpoint.body, request)
-        return await endpoint.handle(Call(request, params if endpoint.params else None, body))
+        return await endpoint.handle(Call(request, params if endpoint.params else None, body, path))
 
     return view
 

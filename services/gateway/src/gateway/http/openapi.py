@@ -28,17 +28,17 @@ def _schema(model: type[BaseModel], components: dict) -> dict:
 
 
 def _parameters(endpoint: Endpoint) -> list[dict]:
-    parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
-        for name in _path_names(endpoint.path)
-    ]
-    if endpoint.params:
-        schema = endpoint.params.model_json_schema()
+    parameters = []
+    for where, model in (("path", endpoint.path_params), ("query", endpoint.params)):
+        schema = model.model_json_schema() if model else {}
         for name, prop in schema.get("properties", {}).items():
             parameters.append(
-                {"name": name, "in": "query", "required": name in schema.get("required", []),
+                {"name": name, "in": where, "required": where == "path" or name in schema.get("required", []),
                  "description": prop.get("description", ""), "schema": {k: v for k, v in prop.items() if k != "description"}}
             )
+    missing = set(_path_names(endpoint.path)) - {p["name"] for p in parameters if p["in"] == "path"}
+    if missing:
+        raise TypeError(f"{endpoint.summary}: path parameters {sorted(missing)} are not in its PathParams model")
     return parameters
 
 
@@ -56,7 +56,8 @@ def _operation(endpoint: Endpoint, components: dict) -> dict:
         "operationId": endpoint.handle.__name__,
         "parameters": _parameters(endpoint),
         "responses": {str(endpoint.status): success}
-        | {status: {"description": text, "content": problem} for status, text in ERROR_RESPONSES.items()},
+        | {status: {"description": text, "content": problem}
+           for status, text in sorted({**ERROR_RESPONSES, **{str(k): v for k, v in endpoint.errors.items()}}.items())},
     }
     if endpoint.body:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _schema(endpoint.body, components)}}}

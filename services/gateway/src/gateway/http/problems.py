@@ -5,13 +5,13 @@ import json
 from http import HTTPStatus
 
 from aiohttp import web
-from pydantic import ValidationError
 
-from posint_common.contracts.problem import FieldError, Problem, problem
+from posint_common.contracts.problem import (  # noqa: F401 - validation_problem: one for the gateway and the services
+    MAX_FIELD_NAME, FieldError, Problem, problem, validation_problem,
+)
 
 PROBLEM_JSON = "application/problem+json"
 REQUEST_ID_HEADER = "X-Request-Id"
-MAX_FIELD_NAME = 100  # an unknown query parameter is named back, but never at any length
 
 
 class ApiError(Exception):
@@ -58,14 +58,6 @@ def from_http_exception(error: web.HTTPException) -> tuple[Problem, dict[str, st
 def http_problem(status: int, detail: str | None = None) -> Problem:
     slug, title, default_detail = HTTP_PROBLEMS.get(status, ("http-error", HTTPStatus(status).phrase, None))
     return problem(status, slug, title, detail or default_detail)
-
-
-def validation_problem(error: ValidationError, location: str) -> Problem:
-    errors = [
-        FieldError(field=(".".join(str(part) for part in item["loc"]) or location)[:MAX_FIELD_NAME], message=item["msg"])
-        for item in error.errors()
-    ]
-    return problem(422, "validation", "Validation failed", f"The {location} is not valid.", errors)
 
 
 def malformed_json(error: json.JSONDecodeError | UnicodeDecodeError) -> Problem:
