@@ -125,6 +125,24 @@ def _embedded(tmp_path_factory):
         gc.collect()
 
 
+@dataclass(frozen=True)
+class PrivateInfra(Infra):
+    broker: EmbeddedBroker
+
+
+@pytest.fixture
+async def private_broker(infra: Infra, tmp_path) -> PrivateInfra:
+    """The session's Postgres with a broker of the test's own, every topic created: for tests that
+    stop the broker, need nobody answering, or count topics."""
+    broker = EmbeddedBroker(tmp_path / "tansu.log")
+    own = PrivateInfra(infra.database_url, broker.start(), broker)
+    try:
+        await ensure_topics(own.bootstrap_servers, topics.ALL)
+        yield own
+    finally:
+        broker.stop()
+
+
 @pytest.fixture(scope="session")
 async def infra(_embedded: Infra) -> Infra:
     await ensure_topics(_embedded.bootstrap_servers, topics.ALL)

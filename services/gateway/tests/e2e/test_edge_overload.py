@@ -11,18 +11,14 @@ from gateway.bootstrap import bootstrap as gateway_bootstrap
 from gateway.config import GatewaySettings
 from gateway.tenants import create_tenant
 from posint_common.contracts import topics
-from posint_common.devstack.broker import EmbeddedBroker
-from posint_common.kafka import ensure_topics
 from posint_common.testing import read_topic, started, unique
 
 
 @pytest.fixture
-async def one_slot(infra, tmp_path):
-    broker = EmbeddedBroker(tmp_path / "tansu.log")
-    bootstrap_servers = broker.start()
-    await ensure_topics(bootstrap_servers, topics.ALL)
+async def one_slot(private_broker):
+    bootstrap_servers = private_broker.bootstrap_servers
     settings = GatewaySettings(
-        database_url=infra.database_url, kafka_bootstrap_servers=bootstrap_servers, gateway_port=0, health_port=0,
+        database_url=private_broker.database_url, kafka_bootstrap_servers=bootstrap_servers, gateway_port=0, health_port=0,
         reply_timeout_ms=3_000, max_pending_replies=1,
     )
     runtime = await started(gateway_bootstrap(settings))
@@ -31,7 +27,6 @@ async def one_slot(infra, tmp_path):
     async with aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=20)) as session:
         yield session, {"Authorization": f"Bearer {key}"}, bootstrap_servers
     await asyncio.wait_for(runtime.stop(), 30)
-    broker.stop()
 
 
 async def test_past_the_pending_limit_the_answer_is_an_immediate_503(one_slot):

@@ -14,27 +14,22 @@ from gateway.bootstrap import bootstrap as gateway_bootstrap
 from gateway.config import GatewaySettings
 from gateway.tenants import create_tenant
 from posint_common.contracts import topics
-from posint_common.devstack.broker import EmbeddedBroker
-from posint_common.kafka import ensure_topics
 from posint_common.testing import started, unique
 
 
 @pytest.fixture
-async def lonely(infra, tmp_path):
-    broker = EmbeddedBroker(tmp_path / "tansu.log")
-    bootstrap_servers = broker.start()
-    await ensure_topics(bootstrap_servers, topics.ALL)
+async def lonely(private_broker):
     settings = GatewaySettings(
-        database_url=infra.database_url, kafka_bootstrap_servers=bootstrap_servers, gateway_port=0, health_port=0,
+        database_url=private_broker.database_url, kafka_bootstrap_servers=private_broker.bootstrap_servers,
+        gateway_port=0, health_port=0,
         reply_timeout_ms=2_500, kafka_request_timeout_ms=1_000,  # room for the silent service to commit on a busy box
     )
     runtime = await started(gateway_bootstrap(settings))
     _tenant_id, key = await create_tenant(runtime.pool, unique("lonely"))
     base = f"http://127.0.0.1:{runtime.ports['http']}"
     async with aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=20)) as session:
-        yield session, {"Authorization": f"Bearer {key}"}, broker
+        yield session, {"Authorization": f"Bearer {key}"}, private_broker.broker
     await asyncio.wait_for(runtime.stop(), 30)
-    broker.stop()
 
 
 async def silent_service(bootstrap_servers: str, joined: asyncio.Event, stop: asyncio.Event) -> None:

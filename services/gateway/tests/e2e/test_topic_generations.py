@@ -16,18 +16,14 @@ from integrations.bootstrap import bootstrap as integrations_bootstrap
 from integrations.config import IntegrationsSettings
 from posint_common import topic_roll
 from posint_common.contracts import topics
-from posint_common.devstack.broker import EmbeddedBroker
-from posint_common.kafka import ensure_topics
-from posint_common.testing import Infra, eventually, started, unique
+from posint_common.testing import eventually, started, unique
 
 ROLL_RECORDS = 10
 
 
 @pytest.fixture
-async def rolling(infra, tmp_path):
-    broker = EmbeddedBroker(tmp_path / "tansu.log")
-    own = Infra(infra.database_url, broker.start())
-    await ensure_topics(own.bootstrap_servers, topics.ALL)
+async def rolling(private_broker):
+    own = private_broker
     integrations = await started(integrations_bootstrap(own.settings(
         IntegrationsSettings, integrations_encryption_keys=new_key_entry("test"), kafka_roll_records=ROLL_RECORDS)))
     gateway = await started(gateway_bootstrap(own.settings(GatewaySettings, gateway_port=0, kafka_roll_records=ROLL_RECORDS)))
@@ -40,7 +36,6 @@ async def rolling(infra, tmp_path):
     await admin.close()
     await asyncio.wait_for(gateway.stop(), 30)
     await asyncio.wait_for(integrations.stop(), 30)
-    broker.stop()
 
 
 async def generations(admin, base: str) -> list[str]:
