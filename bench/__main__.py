@@ -2,9 +2,11 @@
 
 Env: BENCH_DURATION_S (per load run, default 10), BENCH_WARMUP_S (default 2), BENCH_IDLE_S
 (default 60); SOAK_DURATION_S (default 300), SOAK_WINDOW_S (default 30), SOAK_CONCURRENCY (default
-32); BENCH_ONLY picks parts (comma list of load, idle, soak; default all three, in that order);
-BENCH_GATEWAY_URL + BENCH_API_KEY + BENCH_DATABASE_URL reuse a running stack. The KAFKA_* variables
-are passed through to the services the launcher starts.
+32); BENCH_ONLY picks parts (comma list of load, floor, idle, soak; default all four, in that
+order; load and floor run together, stack and floor in turn at each concurrency, so that their
+ratios compare the same minutes); BENCH_GATEWAY_URL + BENCH_API_KEY + BENCH_DATABASE_URL reuse a
+running stack (+ BENCH_KAFKA_BOOTSTRAP_SERVERS for the floor). The KAFKA_* variables are passed
+through to the services the launcher starts and to the floor's processes (bench.floor).
 """
 from __future__ import annotations
 
@@ -19,12 +21,17 @@ from pathlib import Path
 from posint_common.devstack.processes import free_port
 from posint_common.settings import KafkaSettings
 
-from bench import idle, load, stack, stages
+from bench import cpu, floor, idle, load, stack, stages
 
 ROOT = Path(__file__).resolve().parents[1]
 PATH = "/api/v1/integrations"
 PACING = ("kafka_fetch_wait_busy_ms", "kafka_fetch_wait_idle_ms", "kafka_busy_window_ms")
-PARTS = ("load", "idle", "soak")
+PARTS = ("load", "floor", "idle", "soak")
+TARGETS = ("stack", "floor", "baseline")  # printed in this order
+FLOOR_THROUGHPUT_GOAL = 0.8  # stack/floor req/s at concurrency 32 (issue 11)
+FLOOR_LATENCY_GOAL = 1.3  # stack/floor p50 at concurrency 1
+LOAD_GENERATOR = "load generator (HTTP client)"
+CPU_ORDER = ("gateway", "integrations", "orders", "webhook_dispatcher", "floor client", "floor echo", "tansu", "postgres")
 SOAK_GOAL = 0.8  # last window's req/s at least this share of the first's
 
 
@@ -57,22 +64,72 @@ def mark(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def report(results: dict, settings: dict[str, int], duration: float) -> str:
-    lines = [f"{duration:g} s per run", "",
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def report(results: dict, settings: dict[str, int], duration: float, warmup: float, rolled: bool | None) -> str:
+    targets = [t for t in TARGETS if any(t == target for target, _ in results)]
+    concurrencies = sorted({c for _, c in results})
+    topics = "" if rolled is None else f"; floor topics {'rolled' if rolled else 'plain'} like the stack's"
+    lines = [f"{duration:g} s per run after {warmup:g} s warm-up; pacing busy {settings['kafka_fetch_wait_busy_ms']} ms, "
+             f"idle {settings['kafka_fetch_wait_idle_ms']} ms, window {settings['kafka_busy_window_ms']} ms{topics}", "",
              "| target | concurrency | req/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|"]
-    for (target, concurrency), r in results.items():
-        lines.append(f"| {target} | {concurrency} | {r.rps:.0f} | {r.percentile(50):.1f} | {r.percentile(99):.1f} | {r.errors} |")
-    lines.append("")
-    lines.append("| concurrency | stack/baseline req/s | stack/baseline p50 |")
-    lines.append("|---|---|---|")
-    for concurrency in sorted({c for _, c in results}):
-        s, b = results["stack", concurrency], results["baseline", concurrency]
-        lines.append(f"| {concurrency} | {s.rps / b.rps if b.rps else 0:.2f}x | {s.percentile(50) / b.percentile(50):.1f}x |")
-    ratio32 = results["stack", 32].rps / results["baseline", 32].rps if results["baseline", 32].rps else 0
-    p50 = results["stack", 1].percentile(50)
-    lines += ["", "| goal | measured | status |", "|---|---|---|",
-              f"| throughput at concurrency 32 >= 0.5x baseline | {ratio32:.2f}x | {mark(ratio32 >= 0.5)} |",
-              f"| p50 at concurrency 1 <= 5 ms | {p50:.1f} ms | {mark(p50 <= 5)} |"]
+    for concurrency in concurrencies:
+        for target in targets:
+            r = results[target, concurrency]
+            lines.append(f"| {target} | {concurrency} | {r.rps:.0f} | {r.percentile(50):.1f} | {r.percentile(99):.1f} | {r.errors} |")
+    others = [t for t in targets if t != "stack"]
+    if "stack" in targets and others:
+        lines += ["", "| concurrency | " + " | ".join(f"stack/{t} req/s | stack/{t} p50" for t in others) + " |",
+                  "|---|" + "---|---|" * len(others)]
+        for concurrency in concurrencies:
+            s = results["stack", concurrency]
+            cells = [f"{ratio(s.rps, results[t, concurrency].rps):.2f}x | "
+                     f"{ratio(s.percentile(50), results[t, concurrency].percentile(50)):.2f}x" for t in others]
+            lines.append(f"| {concurrency} | " + " | ".join(cells) + " |")
+    goals = []
+    if "stack" in targets:
+        s32, s1 = results["stack", 32], results["stack", 1]
+        if "floor" in targets:
+            f32, f1 = results["floor", 32], results["floor", 1]
+            rps, p50 = ratio(s32.rps, f32.rps), ratio(s1.percentile(50), f1.percentile(50))
+            goals += [f"| throughput at concurrency 32 >= {FLOOR_THROUGHPUT_GOAL}x floor | {rps:.2f}x ({s32.rps:.0f} vs "
+                      f"{f32.rps:.0f} req/s) | {mark(rps >= FLOOR_THROUGHPUT_GOAL)} |",
+                      f"| p50 at concurrency 1 <= {FLOOR_LATENCY_GOAL}x floor | {p50:.2f}x ({s1.percentile(50):.1f} vs "
+                      f"{f1.percentile(50):.1f} ms) | {mark(p50 <= FLOOR_LATENCY_GOAL)} |"]
+        if "baseline" in targets:
+            rps = ratio(s32.rps, results["baseline", 32].rps)
+            goals += [f"| throughput at concurrency 32 >= 0.5x baseline | {rps:.2f}x | {mark(rps >= 0.5)} |",
+                      f"| p50 at concurrency 1 <= 5 ms | {s1.percentile(50):.1f} ms | {mark(s1.percentile(50) <= 5)} |"]
+    if goals:
+        lines += ["", "| goal | measured | status |", "|---|---|---|", *goals]
+    return "\n".join(lines)
+
+
+def cpu_report(results: dict, meters: dict) -> str:
+    """ms of CPU per request served, per process kind, for every measured run (recorded window only)."""
+    runs = [key for key in results if key in meters]
+    if not runs:
+        return ""
+    kinds = sorted({kind for key in runs for kind in meters[key].seconds if kind != LOAD_GENERATOR},
+                   key=lambda kind: (CPU_ORDER.index(kind) if kind in CPU_ORDER else len(CPU_ORDER), kind))
+
+    def per_request(key, kind) -> str:
+        used = meters[key].seconds.get(kind)
+        return "" if used is None or not results[key].ok else f"{used / results[key].ok * 1000:.2f}"
+
+    lines = ["CPU per request (ms of CPU per request served, psutil, recorded window only):", "",
+             "| process | " + " | ".join(f"{t} c{c}" for t, c in runs) + " |", "|---|" + "---|" * len(runs)]
+    lines += [f"| {kind} | " + " | ".join(per_request(key, kind) for key in runs) + " |" for kind in kinds]
+    totals = {key: sum(v for k, v in meters[key].seconds.items() if k != LOAD_GENERATOR) for key in runs}
+    lines.append("| **total** | " + " | ".join(f"**{totals[key] / results[key].ok * 1000:.2f}**" if results[key].ok else ""
+                                                for key in runs) + " |")
+    lines.append("| cores busy (total) | " + " | ".join(f"{totals[key] / meters[key].elapsed:.2f}" for key in runs) + " |")
+    if any(LOAD_GENERATOR in meters[key].seconds for key in runs):
+        lines.append(f"| {LOAD_GENERATOR} (not in total) | " + " | ".join(per_request(key, LOAD_GENERATOR) for key in runs) + " |")
+    if any(target == "floor" for target, _ in runs):
+        lines += ["", "The floor's Tansu column also serves the idle stack's paced fetches (a few ms of CPU per second)."]
     return "\n".join(lines)
 
 
@@ -108,27 +165,53 @@ def soak_report(windows: list[load.LoadResult], window_s: float) -> str:
     return "\n".join(lines)
 
 
-def run_load(info: stack.StackInfo, settings: dict[str, int], duration: float, warmup: float) -> str:
-    baseline, baseline_url = start_baseline(info.database_url)
+def run_load(info: stack.StackInfo, settings: dict[str, int], duration: float, warmup: float, chosen: tuple[str, ...]) -> str:
+    """Stack, floor and baseline in turn at each concurrency (whichever of them ``chosen`` asks for)."""
+    with_stack = "load" in chosen
+    with_floor = "floor" in chosen and bool(info.kafka_bootstrap)
+    if "floor" in chosen and not with_floor:
+        print("floor: skipped, the stack's broker is unknown (set BENCH_KAFKA_BOOTSTRAP_SERVERS)", flush=True)
+    if not (with_stack or with_floor):
+        return "load: nothing to measure"
+    results, meters, breakdown = {}, {}, {}
+    urls = stages.health_urls(info.run_dir)
+    baseline = baseline_url = bench_floor = None
     try:
-        targets = {"stack": info.gateway_url + PATH, "baseline": baseline_url + PATH}
-        results = {}
-        urls = stages.health_urls(info.run_dir)
-        breakdown = {}
+        if with_stack:
+            baseline, baseline_url = start_baseline(info.database_url)
+        if with_floor:
+            print("floor: starting the echo process on the stack's broker ...", flush=True)
+            # the launcher turns rolling on for the Tansu it starts unless KAFKA_ROLL_TOPICS says otherwise
+            own_broker = info.launcher is not None and "KAFKA_ROLL_TOPICS" not in os.environ
+            bench_floor = floor.Floor(info.kafka_bootstrap, True if own_broker else None)
         for concurrency in (1, 32):
-            for target, url in targets.items():
-                print(f"load: {target} at concurrency {concurrency} ...", flush=True)
-                before = stages.snapshot(urls) if target == "stack" else {}
-                results[target, concurrency] = asyncio.run(load.run(url, info.api_key, concurrency, duration, warmup))
-                if target == "stack" and urls:
+            if with_stack:
+                print(f"load: stack at concurrency {concurrency} ...", flush=True)
+                before = stages.snapshot(urls)
+                meter = cpu.Meter(lambda: {**cpu.stack_processes(info.gateway_url, info.database_url), os.getpid(): LOAD_GENERATOR})
+                results["stack", concurrency] = asyncio.run(load.run(
+                    info.gateway_url + PATH, info.api_key, concurrency, duration, warmup,
+                    on_window=lambda edge: meter.start() if edge == "start" else meter.stop()))
+                meters["stack", concurrency] = meter
+                if urls:
                     breakdown[concurrency] = stages.means_ms(before, stages.snapshot(urls))
+            if with_floor:
+                print(f"load: floor at concurrency {concurrency} ...", flush=True)
+                result, meters["floor", concurrency] = bench_floor.run(concurrency, duration, warmup)
+                results["floor", concurrency] = load.LoadResult(**result)
+            if with_stack:
+                print(f"load: baseline at concurrency {concurrency} ...", flush=True)
+                results["baseline", concurrency] = asyncio.run(load.run(baseline_url + PATH, info.api_key, concurrency, duration, warmup))
     finally:
-        baseline.terminate()
-        try:
-            baseline.wait(10)
-        except subprocess.TimeoutExpired:
-            baseline.kill()
-    lines = [report(results, settings, duration)]
+        if bench_floor is not None:
+            bench_floor.stop()
+        if baseline is not None:
+            baseline.terminate()
+            try:
+                baseline.wait(10)
+            except subprocess.TimeoutExpired:
+                baseline.kill()
+    lines = [report(results, settings, duration, warmup, bench_floor.rolled if bench_floor else None), "", cpu_report(results, meters)]
     if breakdown:
         lines.append("\nwhere the time goes (stack, mean ms per stage, warm-up included):\n")
         lines.append("| stage | " + " | ".join(f"concurrency {c}" for c in breakdown) + " |")
@@ -169,10 +252,10 @@ def main() -> int:
               f"window {settings['kafka_busy_window_ms']} ms", flush=True)
         sections = []
         for part in PARTS:
-            if part not in chosen:
+            if part not in chosen or part == "floor" and "load" in chosen:  # load runs the floor beside the stack
                 continue
-            if part == "load":
-                sections.append(run_load(info, settings, duration, warmup))
+            if part in ("load", "floor"):
+                sections.append(run_load(info, settings, duration, warmup, chosen))
             elif part == "idle":
                 sections.append(run_idle(info, settings, idle_s))
             else:

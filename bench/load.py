@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import aiohttp
 
@@ -34,8 +35,10 @@ class LoadResult:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-async def run(url: str, api_key: str, concurrency: int, duration_s: float, warmup_s: float) -> LoadResult:
-    """Warm up (unrecorded), then record ``duration_s`` of successful latencies and error count."""
+async def run(url: str, api_key: str, concurrency: int, duration_s: float, warmup_s: float,
+              on_window: Callable[[str], None] | None = None) -> LoadResult:
+    """Warm up (unrecorded), then record ``duration_s`` of successful latencies and error count;
+    ``on_window("start")`` and ``on_window("end")`` are called around the recorded window."""
     headers = {"Authorization": f"Bearer {api_key}"}
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
@@ -62,9 +65,13 @@ async def run(url: str, api_key: str, concurrency: int, duration_s: float, warmu
         if warmup_s > 0:
             until = time.perf_counter() + warmup_s
             await asyncio.gather(*(worker(until, False) for _ in range(concurrency)))
+        if on_window:
+            on_window("start")
         began = time.perf_counter()
         await asyncio.gather(*(worker(began + duration_s, True) for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
+        if on_window:
+            on_window("end")
     return LoadResult(concurrency, elapsed, len(latencies), errors, latencies)
 
 

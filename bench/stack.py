@@ -28,18 +28,22 @@ class StackInfo:
     database_url: str
     launcher: subprocess.Popen | None = None  # None when reusing a stack someone else runs
     run_dir: Path | None = None
+    kafka_bootstrap: str = ""  # the stack's broker, for the floor ("" when unknown: no floor)
 
 
 def from_env() -> StackInfo | None:
-    """A running stack named by BENCH_GATEWAY_URL + BENCH_API_KEY + BENCH_DATABASE_URL, if all are set."""
+    """A running stack named by BENCH_GATEWAY_URL + BENCH_API_KEY + BENCH_DATABASE_URL, if all are set
+    (and its broker by BENCH_KAFKA_BOOTSTRAP_SERVERS, for the floor)."""
     names = ("BENCH_GATEWAY_URL", "BENCH_API_KEY", "BENCH_DATABASE_URL")
     values = [os.environ.get(name, "") for name in names]
     if not all(values):
         return None
     url, key, dsn = values
-    if "127.0.0.1" not in url or "127.0.0.1" not in dsn:
-        raise SystemExit("bench runs on loopback only: BENCH_GATEWAY_URL and BENCH_DATABASE_URL must use 127.0.0.1")
-    return StackInfo(url.rstrip("/"), key.strip(), dsn)
+    bootstrap = os.environ.get("BENCH_KAFKA_BOOTSTRAP_SERVERS", "")
+    if "127.0.0.1" not in url or "127.0.0.1" not in dsn or (bootstrap and not bootstrap.startswith("127.0.0.1:")):
+        raise SystemExit("bench runs on loopback only: BENCH_GATEWAY_URL, BENCH_DATABASE_URL and "
+                         "BENCH_KAFKA_BOOTSTRAP_SERVERS must use 127.0.0.1")
+    return StackInfo(url.rstrip("/"), key.strip(), dsn, kafka_bootstrap=bootstrap)
 
 
 def start() -> StackInfo:
@@ -47,6 +51,8 @@ def start() -> StackInfo:
     env = {**os.environ, "POSINT_RUN_DIR": str(run_dir), "GATEWAY_PORT": str(free_port())}
     for name in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"):  # always our own embedded infrastructure
         env.pop(name, None)
+    for name in ("RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST"):  # the bench's one key measures the path, not the limiter's 429s
+        env.setdefault(name, "1000000")
     log = open(run_dir / "launcher.log", "ab")
     launcher = subprocess.Popen([sys.executable, "-m", "posint_devstack"], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env)
@@ -62,7 +68,7 @@ def start() -> StackInfo:
         time.sleep(0.25)
     values = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
     api_key = (run_dir / "api-key").read_text().strip()
-    return StackInfo(values["GATEWAY_URL"], api_key, values["DATABASE_URL"], launcher, run_dir)
+    return StackInfo(values["GATEWAY_URL"], api_key, values["DATABASE_URL"], launcher, run_dir, values["KAFKA_BOOTSTRAP_SERVERS"])
 
 
 def stop(info: StackInfo) -> None:

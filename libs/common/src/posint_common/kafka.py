@@ -1,5 +1,6 @@
-"""Broker clients with posint's defaults: no idempotent or transactional producer (correctness
-comes from the outbox and inbox), manual commits, bounded timeouts."""
+"""Broker clients with posint's defaults: no transactional producer and idempotence only when
+KAFKA_ENABLE_IDEMPOTENCE asks for it (correctness comes from the outbox and inbox), manual commits,
+bounded timeouts."""
 from __future__ import annotations
 
 import asyncio
@@ -38,7 +39,7 @@ def make_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
         bootstrap_servers=settings.kafka_bootstrap_servers,
         client_id=client_id,
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=settings.kafka_enable_idempotence,  # optional: the outbox and inbox make delivery safe
         linger_ms=0,
         request_timeout_ms=settings.kafka_request_timeout_ms,
         max_request_size=1_048_576,

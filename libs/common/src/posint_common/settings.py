@@ -22,6 +22,9 @@ class KafkaSettings(BaseSettings):
     kafka_busy_window_ms: int = Field(default=2_000, ge=0, le=600_000)
     kafka_session_timeout_ms: int = Field(default=6_000, ge=3_000, le=300_000)
     kafka_request_timeout_ms: int = Field(default=5_000, ge=100, le=120_000)
+    # Idempotent producer: no duplicates from the producer's own retries. Off by default because the
+    # embedded Tansu refuses it; on with a real Kafka (docker-compose). Correctness never depends on it.
+    kafka_enable_idempotence: bool = False
     # Queries and replies through short-lived topic generations (posint_common.topic_roll): on where
     # make run/test/bench start the embedded Tansu, off for a broker that applies retention.
     kafka_roll_topics: bool = False

@@ -10,6 +10,7 @@ from integrations.adapters.vault import VARIABLE, KeyRing, KeyRingError
 from integrations.config import IntegrationsSettings
 from integrations.entrypoints.messages import command_routes, query_routes
 from integrations.service_layer.handlers import IntegrationHandlers
+from integrations.service_layer.inbound import InboundHandlers
 from integrations.service_layer.secrets import Secrets
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -24,9 +25,10 @@ async def bootstrap(settings: IntegrationsSettings) -> ServiceRuntime:
     except BaseException:
         await runtime.stop()
         raise
-    handlers = IntegrationHandlers(Secrets(settings.key_ring), settings.public_base_url)
+    secrets = Secrets(settings.key_ring)
+    handlers = IntegrationHandlers(secrets, settings.public_base_url)
     runtime.add_consumer("queries", (topics.INTEGRATIONS_QUERIES,), query_routes(handlers), read_only=True)
-    runtime.add_consumer("commands", (topics.INTEGRATIONS_COMMANDS,), command_routes(handlers))
+    runtime.add_consumer("commands", (topics.INTEGRATIONS_COMMANDS,), command_routes(handlers, InboundHandlers(secrets)))
     return runtime
 
 

@@ -2,16 +2,23 @@
 from aiohttp import web
 
 from gateway.http.endpoints import REQUESTER_KEY, add_routes
-from gateway.http.middleware import AUTHENTICATOR_KEY, authenticate, request_context
+from gateway.http.idempotency import STORE_KEY, IdempotencyStore
+from gateway.http.limits import LIMITER_KEY, KeyLimiter
+from gateway.http.middleware import AUTHENTICATOR_KEY, authenticate, authorize, limit, request_context
 from gateway.http.openapi import add_openapi_route
 from gateway.requester import Requester
 from gateway.tenants import Authenticator
 
 
-def create_app(requester: Requester, authenticator: Authenticator, max_body_bytes: int) -> web.Application:
-    app = web.Application(middlewares=[request_context, authenticate], client_max_size=max_body_bytes)
+def create_app(requester: Requester, authenticator: Authenticator, max_body_bytes: int,
+               idempotency: IdempotencyStore | None = None, limiter: KeyLimiter | None = None) -> web.Application:
+    app = web.Application(middlewares=[request_context, authenticate, limit, authorize], client_max_size=max_body_bytes)
     app[REQUESTER_KEY] = requester
     app[AUTHENTICATOR_KEY] = authenticator
+    if idempotency is not None:
+        app[STORE_KEY] = idempotency
+    if limiter is not None:
+        app[LIMITER_KEY] = limiter
     add_routes(app)
     add_openapi_route(app)
     return app

@@ -1,6 +1,7 @@
 """The /api/v1 endpoints, declared once: the table drives routing, validation and OpenAPI."""
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass, field
@@ -11,16 +12,17 @@ from urllib.parse import urlencode
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from posint_common.contracts import integrations, topics
+from posint_common.contracts import inbound, integrations, topics
 from posint_common.contracts.replies import Reply
 from posint_common.contracts.types import PgId
 
-from gateway.http import problems
-from gateway.http.middleware import REQUEST_ID_KEY, TENANT_KEY
+from gateway.http import idempotency, problems
+from gateway.http.middleware import PUBLIC_ROUTES_KEY, REQUEST_ID_KEY, TENANT_KEY
 from gateway.requester import BrokerUnavailable, Overloaded, Requester, ReplyTimeout, ServiceUnavailable
 
 API_PREFIX = "/api/v1"
 REQUESTER_KEY = web.AppKey("requester", Requester)
+PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
 PLAIN_INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits: not "+5", " 5", "1.0", "0x10", "1_000" or other scripts' digits
 
 
@@ -70,10 +72,12 @@ class Call:
     params: BaseModel | None
     body: BaseModel | None
     path: BaseModel | None = None
+    raw: bytes | None = None  # the untouched body, for an endpoint declared with raw_body_limit
 
     @property
-    def tenant_id(self) -> str:
-        return self.request[TENANT_KEY]
+    def tenant_id(self) -> str | None:
+        """None on a public endpoint (auth=False): nobody is authenticated by a key there."""
+        return self.request.get(TENANT_KEY)
 
     @property
     def request_id(self) -> str:
@@ -106,6 +110,8 @@ class Endpoint:
     body: type[BaseModel] | None = None
     path_params: type[PathParams] | None = None
     errors: dict[int, str] = field(default_factory=dict)  # documented problems beyond the common ones
+    auth: bool = True  # False: no API key; the owning service authenticates the request itself
+    raw_body_limit: int | None = None  # set: the body is passed untouched (Call.raw), at most this many bytes; ``body`` only documents it
 
     def __post_init__(self) -> None:
         if self.params is not None and not issubclass(self.params, QueryParams):
@@ -164,6 +170,25 @@ async def delete_integration(call: Call) -> web.Response:
     return reply_response(reply, call.request_id)
 
 
+INBOUND_MAX_BYTES = 262_144
+"""A push travels base64 in one command record and comes back, beside its normalized form, in one
+order-received event; at 256 KiB both stay well inside the broker's 1 MiB record limit."""
+
+
+async def receive_inbound(call: Call) -> web.Response:
+    """Forward the push untouched: its exact bytes and the signature headers, each only when given
+    once (a repeated one is ambiguous), not over-long and printable ASCII (aiohttp passes other bytes
+    on as surrogates, which JSON and Postgres refuse); a header left out does not verify."""
+    headers = {}
+    for name in inbound.INBOUND_HEADERS:
+        values = call.request.headers.getall(name, [])
+        if len(values) == 1 and 0 < len(values[0]) <= inbound.MAX_HEADER_CHARS and PRINTABLE_ASCII.fullmatch(values[0]):
+            headers[name] = values[0]
+    command = inbound.ReceiveInboundOrder(integration_id=call.path.id, body=base64.b64encode(call.raw), headers=headers)
+    reply = await call.ask(topics.INTEGRATIONS_COMMANDS, inbound.RECEIVE_INBOUND_ORDER, command, subject=str(call.path.id))
+    return reply_response(reply, call.request_id)
+
+
 NOT_FOUND = {404: "No such integration for this tenant (also: another tenant's, or deleted)"}
 
 ENDPOINTS = (
@@ -189,6 +214,15 @@ ENDPOINTS = (
         "DELETE", "/integrations/{id}", "Deactivate and hide an integration", delete_integration,
         status=204, path_params=IntegrationPath, errors=NOT_FOUND,
     ),
+    Endpoint(
+        "POST", "/integrations/{id}/inbound", "Receive a signed order from the integration's platform (no API key)",
+        receive_inbound, response=inbound.InboundReceiptDocument, status=202, body=inbound.NormalizedOrder,
+        path_params=IntegrationPath, auth=False, raw_body_limit=INBOUND_MAX_BYTES,
+        errors={400: "Malformed JSON, or a payload the provider's adapter cannot parse (kept for inspection)",
+                401: "Missing or bad signature, or no such integration (not told apart)",
+                409: "The integration is inactive",
+                413: f"Body over {INBOUND_MAX_BYTES} bytes"},
+    ),
 )
 
 
@@ -198,6 +232,14 @@ async def read_json(request: web.Request):
         return json.loads(raw.decode("utf-8")) if raw else None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise problems.ApiError(problems.malformed_json(error)) from None
+
+
+async def read_raw(request: web.Request, limit: int) -> bytes:
+    """The body as sent; past ``limit`` a 413 (aiohttp's own limit, MAX_BODY_BYTES, applies first)."""
+    body = await request.read()
+    if len(body) > limit:
+        raise problems.ApiError(problems.http_problem(413, f"This endpoint takes at most {limit} bytes."))
+    return body
 
 
 def parse_path(model: type[PathParams], request: web.Request) -> PathParams:
@@ -234,15 +276,28 @@ def as_view(endpoint: Endpoint):
     async def view(request: web.Request) -> web.Response:
         path = parse_path(endpoint.path_params, request) if endpoint.path_params else None
         params = parse_query(endpoint.params or QueryParams, request)
-        body = await parse_body(endpoint.body, request)
-        return await endpoint.handle(Call(request, params if endpoint.params else None, body, path))
+        if endpoint.raw_body_limit is None:
+            body, raw = await parse_body(endpoint.body, request), None
+        else:
+            body, raw = None, await read_raw(request, endpoint.raw_body_limit)
+        call = Call(request, params if endpoint.params else None, body, path, raw)
+        store = request.app.get(idempotency.STORE_KEY)
+        if keyed and store is not None:
+            return await store.run(request, request[TENANT_KEY], lambda: endpoint.handle(call))  # validated first: a 422 claims no key
+        return await endpoint.handle(call)
+
+    keyed = idempotency.applies(endpoint.method, endpoint.auth)
 
     return view
 
 
 def add_routes(app: web.Application) -> None:
+    public = set()
     for endpoint in ENDPOINTS:
         view = as_view(endpoint)
-        app.router.add_route(endpoint.method, API_PREFIX + endpoint.path, view)
+        routes = [app.router.add_route(endpoint.method, API_PREFIX + endpoint.path, view)]
         if endpoint.method == "GET":  # HEAD answers what GET would, without the body
-            app.router.add_route("HEAD", API_PREFIX + endpoint.path, view)
+            routes.append(app.router.add_route("HEAD", API_PREFIX + endpoint.path, view))
+        if not endpoint.auth:
+            public.update(routes)
+    app[PUBLIC_ROUTES_KEY] = frozenset(public)

@@ -6,17 +6,30 @@ from pydantic import BaseModel
 
 from posint_common.contracts.problem import Problem
 
+from gateway.http import idempotency
 from gateway.http.endpoints import API_PREFIX, ENDPOINTS, Endpoint
 
 REF = "#/components/schemas/{model}"
 ERROR_RESPONSES = {
     "400": "Not valid HTTP, malformed JSON, or a body on a method that takes none",
     "401": "Missing or invalid API key",
+    "403": "The API key lacks the scope this method needs ('write' for anything but GET and HEAD)",
     "413": "Request body too large",
     "422": "Validation failed: a bad value, or an unknown or repeated query parameter (each named in errors)",
+    "429": "Rate limit or in-flight limit of the API key reached (see Retry-After)",
     "431": "Request line or a header field too large",
     "503": "Broker or owning service unreachable, or the gateway holds too many waiting requests (see Retry-After)",
     "504": "The owning service did not answer in time",
+}
+
+RATE_LIMIT_HEADERS = {
+    name: {"description": text, "schema": {"type": "string" if name == "RateLimit-Policy" else "integer"}}
+    for name, text in (
+        ("RateLimit-Limit", "Requests this key may send at once (the token bucket's size)"),
+        ("RateLimit-Remaining", "Requests left right now"),
+        ("RateLimit-Reset", "Seconds until the bucket is full again"),
+        ("RateLimit-Policy", "'<burst>;w=<seconds to refill>'"),
+    )
 }
 
 
@@ -59,9 +72,21 @@ def _operation(endpoint: Endpoint, components: dict) -> dict:
         | {status: {"description": text, "content": problem}
            for status, text in sorted({**ERROR_RESPONSES, **{str(k): v for k, v in endpoint.errors.items()}}.items())},
     }
+    if idempotency.applies(endpoint.method, endpoint.auth):  # every POST with a key takes an Idempotency-Key
+        operation["parameters"].append({"name": idempotency.HEADER, "in": "header", "required": False,
+                                        "description": idempotency.DESCRIPTION,
+                                        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"}})
+        conflict = operation["responses"].setdefault("409", {"description": "", "content": problem})
+        conflict["description"] = "; or ".join(filter(None, [conflict["description"], "a request with this Idempotency-Key is still running"]))
+        operation["responses"]["422"]["description"] += " (or: this Idempotency-Key was used with a different request)"
+        success.setdefault("headers", {})[idempotency.REPLAYED_HEADER] = {
+            "description": "'true' when this is the kept response of an earlier request with the same Idempotency-Key",
+            "schema": {"type": "string", "enum": ["true"]}}
+    if endpoint.auth:  # per-key limits (gateway.http.limits): these headers are on every answer to a keyed request
+        success.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
     if endpoint.body:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _schema(endpoint.body, components)}}}
-    operation["security"] = [{"bearer": []}]  # every /api/v1 endpoint; only this document is public
+    operation["security"] = [{"bearer": []}] if endpoint.auth else []  # auth=False: the service checks a signature instead
     return operation
 
 

@@ -79,3 +79,23 @@ SERVICE_UNAVAILABLE = problem(503, "unavailable", "Service Unavailable", "The se
 REPLY_TIMEOUT = problem(504, "timeout", "Gateway Timeout", "The owning service did not answer in time; retry later.")
 OVERLOADED = problem(503, "overloaded", "Service Unavailable", "The gateway is holding as many requests as it may; retry later.")
 INTERNAL = problem(500, "internal", "Internal Server Error", "An unexpected error occurred; it was logged with this request id.")
+IDEMPOTENCY_KEY_REUSED = problem(
+    422, "idempotency-key-reused", "Idempotency-Key Reused",
+    "This Idempotency-Key was used with a different request; use a new key for a new request.")
+IDEMPOTENCY_KEY_IN_USE = problem(
+    409, "idempotency-key-in-use", "Idempotency-Key In Use",
+    "A request with this Idempotency-Key is still running; retry when it has finished.")
+
+
+def missing_scope(scope: str, method: str) -> Problem:
+    return problem(403, "insufficient-scope", "Forbidden", f"This API key lacks the '{scope}' scope, which {method} needs.")
+
+
+def rate_limited(per_second: float, burst: int) -> Problem:
+    return problem(429, "rate-limited", "Too Many Requests",
+                   f"This API key may send {per_second:g} requests per second (bursts of {burst}); retry after Retry-After seconds.")
+
+
+def too_many_in_flight(limit: int) -> Problem:
+    return problem(429, "too-many-in-flight", "Too Many Requests",
+                   f"This API key already has {limit} requests in flight; wait for one to finish.")

@@ -1,0 +1,68 @@
+"""Inbound orders and rejected pushes. Pushes are not tenant-scoped requests (no API key): the
+integration is found by id alone, and its tenant comes from its row."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from integrations.adapters.repository import DETAIL_COLUMNS, _integration
+from integrations.domain.model import Integration
+
+KEEP_REJECTIONS = 100  # per integration
+KEEP_REJECTED_BYTES = 65_536  # per rejected body
+
+
+@dataclass(frozen=True)
+class Received:
+    external_id: str
+    received_at: datetime
+
+
+async def live_integration(conn: asyncpg.Connection, integration_id: int) -> Integration | None:
+    """The integration a push is addressed to, whatever its tenant; a deleted one is unknown."""
+    row = await conn.fetchrow(
+        f"SELECT {DETAIL_COLUMNS} FROM integrations WHERE id = $1 AND deleted_at IS NULL", integration_id)
+    return _integration(row)
+
+
+async def already_received(conn: asyncpg.Connection, integration_id: int, external_id: str,
+                           webhook_id: str | None) -> Received | None:
+    row = await conn.fetchrow(
+        "SELECT external_id, received_at FROM inbound_orders WHERE integration_id = $1"
+        " AND (external_id = $2 OR webhook_id = $3) ORDER BY id LIMIT 1",
+        integration_id, external_id, webhook_id,
+    )
+    return Received(row["external_id"], row["received_at"]) if row else None
+
+
+async def add_order(conn: asyncpg.Connection, integration: Integration, external_id: str, webhook_id: str | None,
+                    body: bytes, normalized: dict) -> Received | None:
+    """Record a new order and the integration's last inbound time; None if a concurrent delivery of
+    the same order won (nothing written)."""
+    row = await conn.fetchrow(
+        "INSERT INTO inbound_orders (tenant_id, integration_id, external_id, webhook_id, body, normalized)"
+        " VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING RETURNING external_id, received_at",
+        integration.tenant_id, integration.id, external_id, webhook_id, body, json.dumps(normalized),
+    )
+    if row is None:
+        return None
+    await conn.execute("UPDATE integrations SET last_inbound_order_at = $2 WHERE id = $1", integration.id, row["received_at"])
+    return Received(row["external_id"], row["received_at"])
+
+
+async def add_rejection(conn: asyncpg.Connection, integration: Integration, webhook_id: str | None, error: str,
+                        body: bytes) -> None:
+    """Keep a refused payload for inspection, bounded: the newest KEEP_REJECTIONS per integration."""
+    await conn.execute(
+        "INSERT INTO inbound_rejections (tenant_id, integration_id, webhook_id, error, body_bytes, body)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        integration.tenant_id, integration.id, webhook_id, error[:2000], len(body), body[:KEEP_REJECTED_BYTES],
+    )
+    await conn.execute(
+        "DELETE FROM inbound_rejections WHERE integration_id = $1 AND id <= (SELECT id FROM inbound_rejections"
+        " WHERE integration_id = $1 ORDER BY id DESC OFFSET $2 LIMIT 1)",
+        integration.id, KEEP_REJECTIONS,
+    )

@@ -1,0 +1,162 @@
+"""Signed inbound orders: ``POST /integrations/{id}/inbound``, forwarded by the gateway untouched.
+
+In the command's transaction (with its inbox row): find the integration by id, check the
+provider's signature on the exact bytes, then parse the provider's payload into the normalized
+order, record it and its ``order-received`` event (outbox) and answer 202. The reply is itself in
+the outbox, so the caller hears 202 only once the order and its hand-over are committed.
+
+Unauthenticated callers learn nothing they could not guess: an unknown or deleted id and a bad
+signature are the same 401 (a decoy HMAC keeps the work alike), and only a verified push learns
+that the integration is inactive (409) or that its payload is wrong (400, kept for inspection).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from posint_common import outbox
+from posint_common.consumer import MessageContext
+from posint_common.contracts import inbound as contract, topics
+from posint_common.contracts.problem import problem
+from posint_common.contracts.replies import Reply
+from posint_common.envelope import Envelope
+from posint_common.log import get_logger
+
+from integrations.adapters import inbound_repository as repository
+from integrations.adapters.providers import ADAPTERS, InvalidOrder, Keys, Parsed, SignatureError
+from integrations.domain.model import Integration
+from integrations.service_layer.secrets import Secrets
+
+log = get_logger(__name__)
+
+MAX_WEBHOOK_ID = 256
+MAX_DEPTH = 32  # JSON nesting; orders are a few levels deep
+PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+DECOY_KEY = secrets.token_bytes(32)
+UNAUTHORIZED = Reply(
+    status=401, headers={"WWW-Authenticate": 'Signature realm="posint-inbound"'},
+    problem=problem(401, "inbound-unauthorized", "Unauthorized",
+                    "The request is not signed for this integration (see the provider's signature scheme)."),
+)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("a number is out of range")
+    return value
+
+
+def _storable(value: Any, path: str = "$", depth: int = 0) -> None:
+    """Postgres jsonb (here and at the orders service) refuses NUL and unpaired surrogates, and a
+    deep document would exhaust the stack of whoever walks it next. ``path`` names where, quoting
+    only plain keys."""
+    if depth > MAX_DEPTH:
+        raise InvalidOrder(f"The body is nested deeper than {MAX_DEPTH} levels at {path}.")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidOrder(f"The body holds a NUL character (\\u0000) at {path}.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidOrder(f"The body holds an unpaired surrogate escape at {path}.") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key, path, depth + 1)
+            _storable(item, f"{path}.{key if PLAIN_KEY.fullmatch(key) else '?'}"[:200], depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _storable(item, f"{path}[{index}]"[:200], depth + 1)
+
+
+def parse_document(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or InvalidOrder saying why not (never quoting it)."""
+    try:
+        document = json.loads(body.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
+    except UnicodeDecodeError:
+        raise InvalidOrder("The body is not UTF-8 text.") from None
+    except json.JSONDecodeError as error:
+        raise InvalidOrder(f"The body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}.") from None
+    except (ValueError, RecursionError) as error:
+        raise InvalidOrder(f"The body is not valid JSON: {str(error)[:100]}.") from None
+    if not isinstance(document, dict):
+        raise InvalidOrder("The body must be a JSON object.")
+    _storable(document)
+    return document
+
+
+def _receipt(status: int, integration_id: int, received: repository.Received, kind: str) -> Reply:
+    data = contract.InboundReceipt(integration_id=integration_id, external_id=received.external_id, status=kind,
+                                   received_at=received.received_at)
+    return Reply(status=status, body=contract.InboundReceiptDocument(data=data).model_dump(mode="json"))
+
+
+@dataclass(frozen=True)
+class InboundHandlers:
+    secrets: Secrets
+
+    def _keys(self, integration: Integration) -> Keys:
+        return Keys(self.secrets.inbound_secret(integration), self.secrets.credentials(integration) or {})
+
+    async def receive(self, ctx: MessageContext, command: contract.ReceiveInboundOrder) -> Reply:
+        integration = await repository.live_integration(ctx.conn, command.integration_id)
+        adapter = ADAPTERS.get(integration.provider) if integration is not None else None
+        headers = {name.lower(): value.get_secret_value() for name, value in command.headers.items()}
+        if adapter is None:  # unknown, deleted, or a provider that takes no pushes
+            hmac.new(DECOY_KEY, command.body, hashlib.sha256).digest()
+            log.info("inbound_refused", integration_id=command.integration_id, reason="no such delivery integration")
+            return UNAUTHORIZED
+        try:
+            adapter.verify(command.body, headers, self._keys(integration), integration.id)
+        except SignatureError as error:
+            log.info("inbound_refused", integration_id=integration.id, reason=str(error))
+            return UNAUTHORIZED
+        if not integration.is_active:
+            return Reply(status=409, problem=problem(
+                409, "integration-inactive", "Conflict",
+                f"Integration {integration.id} is inactive; it takes orders again once set active (PATCH is_active)."))
+        try:
+            document = parse_document(command.body)
+            parsed = adapter.parse(document, headers)
+            if parsed.webhook_id is not None and len(parsed.webhook_id) > MAX_WEBHOOK_ID:
+                raise InvalidOrder(f"The delivery id is longer than {MAX_WEBHOOK_ID} characters.")
+        except InvalidOrder as error:
+            await repository.add_rejection(ctx.conn, integration, headers.get("webhook-id", "")[:MAX_WEBHOOK_ID] or None,
+                                           "; ".join([error.detail, *(f"{e.field}: {e.message}" for e in error.errors)]),
+                                           command.body)
+            log.info("inbound_rejected", integration_id=integration.id, error=error.detail)
+            return Reply(status=400, problem=problem(400, "invalid-order", "Invalid order", error.detail, error.errors or None))
+        return await self._record(ctx, integration, parsed, command.body, document)
+
+    async def _record(self, ctx: MessageContext, integration: Integration, parsed: Parsed, body: bytes,
+                      document: dict[str, Any]) -> Reply:
+        external_id, webhook_id = parsed.order.external_id, parsed.webhook_id
+        existing = await repository.already_received(ctx.conn, integration.id, external_id, webhook_id)
+        if existing is not None:
+            return _receipt(200, integration.id, existing, "duplicate")
+        normalized = parsed.order.model_dump(mode="json")
+        received = await repository.add_order(ctx.conn, integration, external_id, webhook_id, body, normalized)
+        if received is None:  # a concurrent delivery of the same order committed first
+            existing = await repository.already_received(ctx.conn, integration.id, external_id, webhook_id)
+            return _receipt(200, integration.id, existing, "duplicate")
+        event = contract.OrderReceived(
+            integration_id=integration.id, provider=integration.provider, external_id=external_id,
+            webhook_id=webhook_id, received_at=received.received_at, order=parsed.order,
+            raw_data=document,
+        )
+        # The push carries no tenant; the integration's row does, and the orders service needs it.
+        envelope = Envelope.wrap(event, source=ctx.source, type=contract.ORDER_RECEIVED, cause=ctx.envelope,
+                                 subject=contract.order_subject(integration.id, external_id), tenantid=integration.tenant_id)
+        await outbox.add(ctx.conn, ctx.schema, topics.INTEGRATIONS_EVENTS, envelope)
+        log.info("inbound_order_received", integration_id=integration.id, tenant=integration.tenant_id)
+        return _receipt(202, integration.id, received, "received")
