@@ -81,7 +81,8 @@ def compose_env() -> dict[str, str]:
     """A filled-in .env, as an operator makes it from compose.env.example."""
     from integrations.adapters.vault import new_key_entry
 
-    return {"POSTGRES_PASSWORD": "c0mpose-test-password", "INTEGRATIONS_ENCRYPTION_KEYS": new_key_entry("kid1")}
+    return {"POSTGRES_PASSWORD": "c0mpose-test-password", "INTEGRATIONS_ENCRYPTION_KEYS": new_key_entry("kid1"),
+            "WEBHOOKS_ENCRYPTION_KEYS": new_key_entry("wkid1")}
 
 
 @pytest.fixture
@@ -121,12 +122,13 @@ def settings_models() -> dict[str, type]:
     from integrations.config import IntegrationsSettings
     from posint_common.settings import ServiceSettings
     from posint_devstack.setup import SetupSettings
+    from webhook_dispatcher.config import WebhooksSettings
 
     return {
         "gateway": GatewaySettings,
         "integrations": IntegrationsSettings,
         "orders": ServiceSettings,
-        "webhook_dispatcher": ServiceSettings,
+        "webhook_dispatcher": WebhooksSettings,
         "posint_devstack.setup": SetupSettings,
     }
 

@@ -55,6 +55,7 @@ async def stack(fresh_infra):
     from posint_common.kafka import ensure_topics
     from posint_common.testing import started
     from webhook_dispatcher.bootstrap import bootstrap as webhook_bootstrap
+    from webhook_dispatcher.config import WebhooksSettings
 
     await ensure_topics(fresh_infra.bootstrap_servers, topics.ALL)
     runtimes = []
@@ -62,7 +63,7 @@ async def stack(fresh_infra):
         for build in (
             integrations_bootstrap(fresh_infra.settings(IntegrationsSettings, integrations_encryption_keys=new_key_entry("m1"))),
             orders_bootstrap(fresh_infra.settings()),
-            webhook_bootstrap(fresh_infra.settings()),
+            webhook_bootstrap(fresh_infra.settings(WebhooksSettings, webhooks_encryption_keys=new_key_entry("w1"))),
             gateway_bootstrap(fresh_infra.settings(GatewaySettings, gateway_port=0)),
         ):
             runtimes.append(await build)

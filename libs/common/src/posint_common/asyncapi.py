@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import yaml
 from pydantic.json_schema import models_json_schema
 
-from posint_common.contracts import MESSAGE_MODELS, inbound, integrations, replies, tenants, topics
+from posint_common.contracts import MESSAGE_MODELS, inbound, integrations, orders, replies, tenants, topics, webhooks
 from posint_common.envelope import CONTENT_TYPE_HEADER, HEADER_PREFIX, JSON_CONTENT_TYPE, SPECVERSION
 from posint_common.kafka import DEFAULT_PARTITIONS
 
@@ -41,14 +41,19 @@ CHANNELS = (
     Channel(topics.INTEGRATIONS_COMMANDS, "gateway", ("integrations.commands",), "integration id",
             (integrations.CREATE_INTEGRATION, integrations.UPDATE_INTEGRATION, integrations.DELETE_INTEGRATION,
              inbound.RECEIVE_INBOUND_ORDER), "command"),
-    Channel(topics.INTEGRATIONS_EVENTS, "integrations", ("webhook-dispatcher.events",),
+    Channel(topics.INTEGRATIONS_EVENTS, "integrations", ("webhook-dispatcher.events", "orders.events"),
             "integration id; `<integration id>/<external id>` for order-received",
             (integrations.INTEGRATION_CREATED, integrations.INTEGRATION_UPDATED, integrations.INTEGRATION_DEACTIVATED,
              inbound.ORDER_RECEIVED), "event"),
-    Channel(topics.ORDERS_QUERIES, "gateway", ("orders.queries",), "order id", (), "query"),
-    Channel(topics.ORDERS_COMMANDS, "gateway", ("orders.commands",), "order id", (), "command"),
-    Channel(topics.ORDERS_EVENTS, "orders", ("webhook-dispatcher.events",), "order id", (), "event"),
-    Channel(topics.WEBHOOKS_COMMANDS, "gateway", ("webhook-dispatcher.commands",), "webhook endpoint id", (), "command"),
+    Channel(topics.ORDERS_QUERIES, "gateway", ("orders.queries",), "order id (get), none (list)",
+            (orders.LIST_EXTERNAL_ORDERS, orders.GET_EXTERNAL_ORDER), "query"),
+    Channel(topics.ORDERS_COMMANDS, "gateway", ("orders.commands",), "order id", (orders.REJECT_EXTERNAL_ORDER,), "command"),
+    Channel(topics.ORDERS_EVENTS, "orders", ("webhook-dispatcher.events",), "order id",
+            (orders.ORDER_CREATED, orders.ORDER_UPDATED, orders.ORDER_REJECTED), "event"),
+    Channel(topics.WEBHOOKS_QUERIES, "gateway", ("webhook-dispatcher.queries",), "webhook endpoint id (get), none (list)",
+            (webhooks.LIST_WEBHOOKS, webhooks.GET_WEBHOOK), "query"),
+    Channel(topics.WEBHOOKS_COMMANDS, "gateway", ("webhook-dispatcher.commands",), "webhook endpoint id (none: create)",
+            (webhooks.CREATE_WEBHOOK, webhooks.UPDATE_WEBHOOK, webhooks.DELETE_WEBHOOK, webhooks.TEST_WEBHOOK), "command"),
     Channel(topics.WEBHOOKS_EVENTS, "webhook-dispatcher", (), "webhook endpoint id", (), "event"),
 )
 

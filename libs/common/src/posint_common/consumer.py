@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 import asyncpg
-import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel, ValidationError
@@ -39,7 +38,7 @@ from posint_common.contracts.replies import DEAD_LETTER, REPLY, DeadLetter, Repl
 from posint_common.contracts.topics import dead_letter
 from posint_common.envelope import Envelope, InvalidEnvelope
 from posint_common.fetch_pacing import FetchPacer
-from posint_common.log import get_logger
+from posint_common.log import bound, get_logger
 
 log = get_logger(__name__)
 
@@ -246,7 +245,7 @@ class ConsumerLoop:
             "request_id": envelope.correlationid, "tenant": envelope.tenantid,
             "message_type": envelope.type, "message_id": envelope.id,
         }
-        with structlog.contextvars.bound_contextvars(**context):
+        with bound(**context):
             try:
                 outcome = await self._process(record, envelope, unreadable)
             except Exception as error:

@@ -65,10 +65,8 @@ def make_consumer(settings: KafkaSettings, *topics: str, group_id: str | None, c
 
 async def send(producer: AIOKafkaProducer, topic: str, envelope: Envelope, timeout_s: float):
     """Send one envelope and wait for the broker's ack, never longer than ``timeout_s``."""
-    return await asyncio.wait_for(
-        producer.send_and_wait(topic, envelope.value(), key=envelope.key, headers=envelope.headers()),
-        timeout_s,
-    )
+    async with asyncio.timeout(timeout_s):  # unlike wait_for, no task per message
+        return await producer.send_and_wait(topic, envelope.value(), key=envelope.key, headers=envelope.headers())
 
 
 async def ensure_topics(bootstrap_servers: str, topics: tuple[str, ...], partitions: int = DEFAULT_PARTITIONS) -> None:

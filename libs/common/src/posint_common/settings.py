@@ -5,7 +5,7 @@ import sys
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 T = TypeVar("T", bound=BaseSettings)
@@ -44,6 +44,18 @@ class ServiceSettings(KafkaSettings):
     outbox_retry_backoff_ms: int = Field(default=1_000, ge=1, le=600_000)  # first retry delay, doubling, at most 60 s
     inbox_retention_hours: int = Field(default=168, ge=1, le=87_600)  # must outlast any redelivery
     inbox_prune_interval_s: int = Field(default=300, ge=1, le=86_400)
+    # Outbound HTTP (posint_common.egress): networks allowed despite the SSRF guard, and whether
+    # only those may be dialled (names refused before DNS); make run/test/bench: 127.0.0.0/8, true.
+    egress_allow: str = ""
+    egress_allow_only: bool = False
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        from posint_common.egress import parse_networks  # egress imports aiohttp; settings stay light
+
+        parse_networks(value)
+        return value
 
 
 def describe_errors(error: ValidationError) -> str:

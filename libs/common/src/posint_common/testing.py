@@ -32,7 +32,8 @@ class Infra:
 
     def settings(self, cls: type[ServiceSettings] = ServiceSettings, **overrides) -> ServiceSettings:
         values = {"database_url": self.database_url, "kafka_bootstrap_servers": self.bootstrap_servers, "health_port": 0,
-                  "kafka_roll_topics": True}  # the embedded Tansu, as make run starts it
+                  "kafka_roll_topics": True,  # the embedded Tansu, as make run starts it
+                  "egress_allow": "127.0.0.0/8", "egress_allow_only": True}  # tests never dial beyond loopback
         return cls(**{**values, **overrides})
 
 

@@ -29,6 +29,7 @@ subscriptions, nothing rolled.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from dataclasses import dataclass, field
@@ -58,21 +59,37 @@ def generation(base: str, created_ms: int | None = None) -> str:
     return f"{base}.g{created_ms if created_ms is not None else now_ms():013d}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse(topic: str) -> tuple[str, int | None]:
+    """(base, creation ms) of a topic name; names repeat on every message, so parse each once."""
+    match = _GENERATION.match(topic)
+    return (match["base"], int(match["ms"])) if match else (topic, None)
+
+
 def base_of(topic: str) -> str:
     """The base topic a generation belongs to (a plain topic is its own base)."""
-    match = _GENERATION.match(topic)
-    return match["base"] if match else topic
+    return _parse(topic)[0]
 
 
 def created_ms(topic: str) -> int | None:
-    match = _GENERATION.match(topic)
-    return int(match["ms"]) if match else None
+    return _parse(topic)[1]
 
 
 def generations(topics: set[str] | list[str], base: str) -> list[str]:
     """The generations of ``base`` among ``topics``, oldest first."""
     found = [t for t in topics if base_of(t) == base and created_ms(t) is not None]
     return sorted(found, key=lambda t: created_ms(t))
+
+
+def newest_generations(topics: set[str] | list[str]) -> dict[str, str]:
+    """The newest generation of every base among ``topics``: worked out once per topic list, so
+    sending a request or a reply costs a dict lookup, not a scan of every topic name."""
+    newest: dict[str, tuple[int, str]] = {}
+    for topic in topics:
+        base, created = _parse(topic)
+        if created is not None and (base not in newest or created > newest[base][0]):
+            newest[base] = (created, topic)
+    return {base: topic for base, (_, topic) in newest.items()}
 
 
 def gone(topic: str) -> bool:
@@ -110,6 +127,7 @@ class Targets:
     def __init__(self, admin: AIOKafkaAdminClient) -> None:
         self._admin = admin
         self._topics: set[str] = set()
+        self._newest: dict[str, str] = {}
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -127,10 +145,10 @@ class Targets:
 
     async def refresh(self) -> None:
         self._topics = set(await self._admin.list_topics())
+        self._newest = newest_generations(self._topics)
 
     def topic_for(self, base: str) -> str:
-        newest = generations(self._topics, base)
-        return newest[-1] if newest else base
+        return self._newest.get(base, base)
 
     async def _run(self) -> None:
         while True:
@@ -161,6 +179,7 @@ class RollingReader:
     grace_s: float = GRACE_S
     orphans_of: str | None = None  # e.g. "gateway.replies": delete other instances' generations older than ORPHAN_AGE_S
     _topics: set[str] = field(default_factory=set)
+    _newest: dict[str, str] = field(default_factory=dict)  # newest_generations(_topics), kept in step by _set_topics
     _base_partitions: dict[str, int] = field(default_factory=dict)
     _task: asyncio.Task | None = None
 
@@ -178,8 +197,7 @@ class RollingReader:
 
     def current(self, base: str) -> str:
         """The newest generation of ``base``: where new requests (or replies) should go."""
-        newest = generations(self._topics, base)
-        return newest[-1] if newest else base
+        return self._newest.get(base, base)
 
     async def start(self) -> None:
         """Open a generation for any base without one, assign everything; then maintain in the background."""
@@ -219,7 +237,7 @@ class RollingReader:
             await create(self.admin, rolled, self.partitions)
             log.info("topic_rolled", topics=rolled)
             await self._refresh()
-        self._topics -= set(expired)
+        self._set_topics(self._topics - set(expired))
         await self._assign()  # stop reading before deleting: nothing asks for a deleted topic
         if expired:
             await delete(self.admin, expired)
@@ -234,7 +252,10 @@ class RollingReader:
                 log.warning("topic_roll_failed", error=repr(error))
 
     async def _refresh(self) -> None:
-        self._topics = set(await self.admin.list_topics())
+        self._set_topics(set(await self.admin.list_topics()))
+
+    def _set_topics(self, topics: set[str]) -> None:
+        self._topics, self._newest = topics, newest_generations(topics)
 
     def _wanted(self) -> set[TopicPartition]:
         counts = {t: self.partitions for b in self.bases for t in generations(self._topics, b)}

@@ -24,12 +24,14 @@ import aiohttp
 import asyncpg
 
 from integrations.keys import ensure_dev_keys
+from posint_common import vault
 from posint_common.contracts import topics
 from posint_common.devstack.broker import EmbeddedBroker
 from posint_common.devstack.postgres import EmbeddedPostgres
 from posint_common.devstack.processes import free_port, spawn, terminate
 from posint_common.kafka import DEFAULT_PARTITIONS, ensure_topics
 from posint_common.settings import postgres_location
+from webhook_dispatcher.adapters.vault import KeyRing as WebhooksKeyRing
 
 from posint_devstack.files import write_private
 from posint_devstack.seed import seed_demo
@@ -218,7 +220,13 @@ class Stack:
     def start_services(self) -> None:
         keys = os.environ.get("INTEGRATIONS_ENCRYPTION_KEYS") or ensure_dev_keys(self.run_dir / "integrations-keys")
         env = {"DATABASE_URL": self.database_url, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
-               "GATEWAY_PORT": str(self.gateway_port), "INTEGRATIONS_ENCRYPTION_KEYS": keys}
+               "GATEWAY_PORT": str(self.gateway_port), "INTEGRATIONS_ENCRYPTION_KEYS": keys,
+               # outbound HTTP (webhooks) may reach only this machine's receivers (posint_common.egress)
+               "EGRESS_ALLOW": os.environ.get("EGRESS_ALLOW", "127.0.0.0/8"),
+               "EGRESS_ALLOW_ONLY": os.environ.get("EGRESS_ALLOW_ONLY", "true"),
+               "WEBHOOKS_ENCRYPTION_KEYS": os.environ.get("WEBHOOKS_ENCRYPTION_KEYS")
+               or vault.ensure_dev_keys(self.run_dir / "webhooks-keys", WebhooksKeyRing),
+               "WEBHOOKS_ALLOW_HTTP": os.environ.get("WEBHOOKS_ALLOW_HTTP", "true")}  # receivers on 127.0.0.1
         if self.broker:  # the embedded Tansu never drops a record: roll request/reply topics
             env["KAFKA_ROLL_TOPICS"] = os.environ.get("KAFKA_ROLL_TOPICS", "true")
         for module in SERVICES:

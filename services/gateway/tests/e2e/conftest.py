@@ -1,4 +1,4 @@
-"""The real gateway and integrations service, in-process, on the session's embedded Postgres and
+"""The real gateway, integrations and orders services, in-process, on the session's embedded Postgres and
 broker; two tenants with their own keys and integrations."""
 from dataclasses import dataclass
 
@@ -13,7 +13,15 @@ from integrations.adapters.vault import new_key_entry
 from integrations.bootstrap import bootstrap as integrations_bootstrap
 from integrations.config import IntegrationsSettings
 from integrations.seed import seed_demo_integrations
+from orders.adapters.repository import OrderRepository
+from orders.bootstrap import bootstrap as orders_bootstrap
+from orders.domain.lifecycle import Source, Status
+from posint_common.contracts.inbound import NormalizedOrder
+from posint_common.envelope import utcnow
 from posint_common.testing import started, unique
+from webhook_dispatcher.bootstrap import bootstrap as webhooks_bootstrap
+from webhook_dispatcher.config import WebhooksSettings
+from webhook_dispatcher.seed import seed_endpoint
 
 
 @dataclass
@@ -31,6 +39,21 @@ async def integrations_service(infra):
 
 
 @pytest.fixture(scope="session")
+async def orders_service(infra):
+    runtime = await started(orders_bootstrap(infra.settings()))
+    yield runtime
+    await runtime.stop()
+
+
+@pytest.fixture(scope="session")
+async def webhooks_service(infra):
+    settings = infra.settings(WebhooksSettings, webhooks_encryption_keys=new_key_entry("test"), webhooks_allow_http=True)
+    runtime = await started(webhooks_bootstrap(settings))
+    yield runtime
+    await runtime.stop()
+
+
+@pytest.fixture(scope="session")
 async def gateway_service(infra, integrations_service):
     runtime = await started(gateway_bootstrap(infra.settings(GatewaySettings, gateway_port=0)))
     yield runtime
@@ -38,16 +61,32 @@ async def gateway_service(infra, integrations_service):
 
 
 @pytest.fixture(scope="session")
-async def tenants(gateway_service, integrations_service):
-    """Tenant 'a' has the two demo integrations, tenant 'b' one Uber Eats integration."""
+async def tenants(gateway_service, integrations_service, orders_service, webhooks_service):
+    """Tenant 'a' has the two demo integrations, an external order and a webhook endpoint, tenant 'b' one Uber
+    Eats integration."""
     made = {}
     for label in ("a", "b"):
         tenant_id, key = await create_tenant(gateway_service.pool, unique(f"tenant-{label}"))
         made[label] = Tenant(tenant_id, key)
-    await seed_demo_integrations(integrations_service.pool, made["a"].id)
+    doordash_id, _ = await seed_demo_integrations(integrations_service.pool, made["a"].id)
+    await seed_order(orders_service.pool, made["a"].id, doordash_id)
+    await seed_endpoint(webhooks_service.pool, webhooks_service.settings.key_ring, made["a"].id, doordash_id, "doordash",
+                        "https://hooks.example.com/posint", ["order.created"])
     async with integrations_service.pool.acquire() as conn:
         await IntegrationRepository(conn, made["b"].id).add("ubereats", "Uber Eats", "delivery")
     return made
+
+
+async def seed_order(pool, tenant_id: str, integration_id: int) -> None:
+    """An order as the hand-over leaves it (``received``), written straight into the orders schema."""
+    normalized = NormalizedOrder(external_id=unique("seed"), placed_at=utcnow(), fulfillment="pickup",
+                                 items=[{"name": "Tea", "quantity": 1, "unit_price": "2.50"}],
+                                 subtotal="2.50", tax="0", total="2.50", currency="USD").model_dump(mode="json")
+    async with pool.acquire() as conn, conn.transaction():
+        repository = OrderRepository(conn, tenant_id)
+        order = await repository.add(integration_id, "doordash", normalized["external_id"], normalized, normalized,
+                                     utcnow(), None)
+        await repository.record(order.id, None, Status.RECEIVED, Source.PLATFORM)
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import asyncpg
 
+from posint_common import vault
+
 from integrations import SCHEMA
 from integrations.adapters.vault import VARIABLE, KeyRing, KeyRingError, associated_data, new_key_entry
 from integrations.domain.model import CREDENTIALS, INBOUND_SECRET, Sealed
@@ -51,15 +53,8 @@ async def reseal(conn: asyncpg.Connection, keys: KeyRing) -> int:
 
 
 def ensure_dev_keys(path: Path) -> str:
-    """For ``make run``: the setting's value kept in ``path`` (mode 0600 from its first byte),
-    created with one fresh key on first use, so secrets sealed in earlier runs still open."""
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as file:
-            file.write(new_key_entry("dev1") + "\n")
-    value = path.read_text().strip()
-    KeyRing.parse(value)  # a damaged file is a clear error, not a service that cannot start
-    return value
+    """For ``make run``: the setting's value kept in ``path`` (see posint_common.vault)."""
+    return vault.ensure_dev_keys(path, KeyRing)
 
 
 async def _reseal_from_environment() -> int:

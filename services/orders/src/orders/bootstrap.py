@@ -6,7 +6,7 @@ from posint_common.runtime import ServiceRuntime
 from posint_common.settings import ServiceSettings
 
 from orders import SCHEMA
-from orders.entrypoints.messages import COMMAND_ROUTES, QUERY_ROUTES
+from orders.entrypoints.messages import COMMAND_ROUTES, EVENT_ROUTES, QUERY_ROUTES
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 NAME = "orders"
@@ -17,4 +17,5 @@ async def bootstrap(settings: ServiceSettings) -> ServiceRuntime:
     await runtime.start_core()
     runtime.add_consumer("queries", (topics.ORDERS_QUERIES,), QUERY_ROUTES, read_only=True)
     runtime.add_consumer("commands", (topics.ORDERS_COMMANDS,), COMMAND_ROUTES)
+    runtime.add_consumer("events", (topics.INTEGRATIONS_EVENTS,), EVENT_ROUTES, ignore_unknown_types=True)
     return runtime

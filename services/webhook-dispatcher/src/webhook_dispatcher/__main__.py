@@ -1,8 +1,9 @@
 from posint_common.runtime import main
-from posint_common.settings import ServiceSettings, load_settings
+from posint_common.settings import load_settings
 
 from webhook_dispatcher.bootstrap import NAME, bootstrap
+from webhook_dispatcher.config import WebhooksSettings
 
 if __name__ == "__main__":
-    settings = load_settings(ServiceSettings)
+    settings = load_settings(WebhooksSettings)
     main(NAME, lambda: bootstrap(settings), settings)

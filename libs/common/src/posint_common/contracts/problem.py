@@ -16,6 +16,10 @@ class Problem(BaseModel):
     detail: str | None = None
     request_id: str | None = None
     errors: list[FieldError] | None = None
+    # Extension members of a 409 on a resource with a lifecycle (an external order): where it
+    # stands and the actions still allowed from there.
+    current_status: str | None = None
+    allowed_actions: list[str] | None = None
 
 
 PROBLEM_BASE = "https://posint.dev/problems/"

@@ -10,6 +10,7 @@ ORDERS_COMMANDS = "orders.commands"
 ORDERS_QUERIES = "orders.queries"
 ORDERS_EVENTS = "orders.events"
 WEBHOOKS_COMMANDS = "webhooks.commands"
+WEBHOOKS_QUERIES = "webhooks.queries"
 WEBHOOKS_EVENTS = "webhooks.events"
 
 # The consumer group that answers what the gateway sends to each topic. When a reply is late, the
@@ -20,6 +21,7 @@ ANSWERED_BY = {
     ORDERS_QUERIES: "orders.queries",
     ORDERS_COMMANDS: "orders.commands",
     WEBHOOKS_COMMANDS: "webhook-dispatcher.commands",
+    WEBHOOKS_QUERIES: "webhook-dispatcher.queries",
 }
 
 CONSUMED = (
@@ -31,6 +33,7 @@ CONSUMED = (
     ORDERS_QUERIES,
     ORDERS_EVENTS,
     WEBHOOKS_COMMANDS,
+    WEBHOOKS_QUERIES,
     WEBHOOKS_EVENTS,
 )
 

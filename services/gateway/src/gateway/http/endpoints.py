@@ -9,10 +9,11 @@ from types import UnionType
 from typing import Annotated, Any, Awaitable, Callable, Union, get_args, get_origin
 from urllib.parse import urlencode
 
+import pydantic_core
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from posint_common.contracts import inbound, integrations, topics
+from posint_common.contracts import inbound, integrations, orders, topics, webhooks
 from posint_common.contracts.replies import Reply
 from posint_common.contracts.types import PgId
 
@@ -62,6 +63,32 @@ class IntegrationPath(PathParams):
 class ListIntegrationsParams(QueryParams):
     limit: int = Field(default=integrations.DEFAULT_PAGE_SIZE, ge=1, le=integrations.MAX_PAGE_SIZE, description="Page size.")
     after: PgId | None = Field(default=None, description="Return integrations with an id greater than this (cursor).")
+
+
+class ExternalOrderPath(PathParams):
+    id: PgId = Field(description="External order id.")
+
+
+class ListExternalOrdersParams(QueryParams):
+    limit: int = Field(default=orders.DEFAULT_PAGE_SIZE, ge=1, le=orders.MAX_PAGE_SIZE, description="Page size.")
+    after: PgId | None = Field(default=None, description="Return orders with an id smaller than this (cursor; newest first).")
+    integration_id: PgId | None = Field(default=None, description="Only this integration's orders.")
+    status: str | None = Field(default=None, max_length=200, description="One status or several, comma-separated: "
+                               + ", ".join(orders.OrderStatus))
+    created_after: AwareDatetime | None = Field(default=None, description="ISO 8601 with an offset; exclusive.")
+    created_before: AwareDatetime | None = Field(default=None, description="ISO 8601 with an offset; exclusive.")
+
+    @field_validator("status")
+    @classmethod
+    def _known_statuses(cls, value: str | None) -> str | None:
+        if value is not None:
+            if any(name not in {status.value for status in orders.OrderStatus} for name in value.split(",")):  # never quoted back
+                raise ValueError(f"each comma-separated status must be one of: {', '.join(orders.OrderStatus)}")
+        return value
+
+    @property
+    def statuses(self) -> list[orders.OrderStatus] | None:
+        return sorted({orders.OrderStatus(name) for name in self.status.split(",")}) if self.status else None
 
 
 @dataclass(frozen=True)
@@ -125,15 +152,17 @@ def reply_response(reply: Reply, request_id: str, headers: dict[str, str] | None
         return problems.respond(reply.problem, request_id, reply.headers)
     if reply.status == 204:
         return web.Response(status=204, headers={**(reply.headers or {}), **(headers or {})})
-    return web.json_response(reply.body, status=reply.status, headers={**(reply.headers or {}), **(headers or {})})
+    return web.Response(body=pydantic_core.to_json(reply.body), status=reply.status, content_type="application/json",
+                        charset="utf-8", headers={**(reply.headers or {}), **(headers or {})})  # Rust, not json.dumps: every read ends here
 
 
-def next_page_link(call: Call, body: dict | None, limit: int) -> dict[str, str]:
-    """RFC 8288 Link to the next page when this one is full; the body keeps the contract's shape."""
+def next_page_link(call: Call, body: dict | None, limit: int, more: bool = False) -> dict[str, str]:
+    """RFC 8288 Link to the next page when this one is full (or the service says it was cut short:
+    ``more``); the body keeps the contract's shape."""
     data = (body or {}).get("data") or []
-    if len(data) < limit:
+    if not data or (len(data) < limit and not more):
         return {}
-    query = urlencode({"limit": limit, "after": data[-1]["id"]})
+    query = urlencode({**call.request.query, "limit": limit, "after": data[-1]["id"]})  # the filters kept
     return {"Link": f'<{call.request.path}?{query}>; rel="next"'}
 
 
@@ -189,7 +218,86 @@ async def receive_inbound(call: Call) -> web.Response:
     return reply_response(reply, call.request_id)
 
 
+async def list_external_orders(call: Call) -> web.Response:
+    params: ListExternalOrdersParams = call.params
+    query = orders.ListExternalOrders(
+        limit=params.limit, after_id=params.after, integration_id=params.integration_id, statuses=params.statuses,
+        created_after=params.created_after, created_before=params.created_before,
+    )
+    reply = await call.ask(topics.ORDERS_QUERIES, orders.LIST_EXTERNAL_ORDERS, query)
+    headers = dict(reply.headers or {})
+    cut_short = headers.pop(orders.PAGE_CONTINUES, None) is not None  # a page stopped at orders.PAGE_BYTES
+    reply = reply.model_copy(update={"headers": headers or None})
+    return reply_response(reply, call.request_id, next_page_link(call, reply.body, params.limit, cut_short))
+
+
+async def get_external_order(call: Call) -> web.Response:
+    query = orders.ExternalOrderRef(id=call.path.id)
+    reply = await call.ask(topics.ORDERS_QUERIES, orders.GET_EXTERNAL_ORDER, query, subject=str(call.path.id))
+    return reply_response(reply, call.request_id)
+
+
+async def reject_external_order(call: Call) -> web.Response:
+    command = orders.RejectExternalOrder(**dict(call.body), id=call.path.id)
+    reply = await call.ask(topics.ORDERS_COMMANDS, orders.REJECT_EXTERNAL_ORDER, command, subject=str(call.path.id))
+    return reply_response(reply, call.request_id)
+
+
+class WebhookPath(PathParams):
+    id: PgId = Field(description="Webhook endpoint id.")
+
+
+class ListWebhooksParams(QueryParams):
+    limit: int = Field(default=integrations.DEFAULT_PAGE_SIZE, ge=1, le=integrations.MAX_PAGE_SIZE, description="Page size.")
+    after: PgId | None = Field(default=None, description="Return endpoints with an id greater than this (cursor).")
+
+
+async def list_webhooks(call: Call) -> web.Response:
+    params: ListWebhooksParams = call.params
+    query = webhooks.ListWebhooks(limit=params.limit, after_id=params.after)
+    reply = await call.ask(topics.WEBHOOKS_QUERIES, webhooks.LIST_WEBHOOKS, query)
+    return reply_response(reply, call.request_id, next_page_link(call, reply.body, params.limit))
+
+
+async def create_webhook(call: Call) -> web.Response:
+    reply = await call.ask(topics.WEBHOOKS_COMMANDS, webhooks.CREATE_WEBHOOK, call.body)
+    return reply_response(reply, call.request_id)
+
+
+async def get_webhook(call: Call) -> web.Response:
+    reply = await call.ask(topics.WEBHOOKS_QUERIES, webhooks.GET_WEBHOOK, webhooks.WebhookRef(id=call.path.id))
+    return reply_response(reply, call.request_id)
+
+
+async def update_webhook(call: Call) -> web.Response:
+    command = webhooks.UpdateWebhook.model_validate({**call.body.model_dump(exclude_unset=True), "id": call.path.id})
+    reply = await call.ask(topics.WEBHOOKS_COMMANDS, webhooks.UPDATE_WEBHOOK, command, subject=str(call.path.id))
+    return reply_response(reply, call.request_id)
+
+
+async def delete_webhook(call: Call) -> web.Response:
+    command = webhooks.WebhookRef(id=call.path.id)
+    reply = await call.ask(topics.WEBHOOKS_COMMANDS, webhooks.DELETE_WEBHOOK, command, subject=str(call.path.id))
+    return reply_response(reply, call.request_id)
+
+
+async def test_webhook(call: Call) -> web.Response:
+    command = webhooks.WebhookRef(id=call.path.id)
+    reply = await call.ask(topics.WEBHOOKS_COMMANDS, webhooks.TEST_WEBHOOK, command, subject=str(call.path.id))
+    return reply_response(reply, call.request_id)
+
+
+EVENT_TYPES = webhooks.EventTypeList(data=list(webhooks.CATALOG.values())).model_dump(mode="json")
+
+
+async def list_event_types(call: Call) -> web.Response:
+    """The catalog is part of the published contract: answered here, without a round trip."""
+    return web.json_response(EVENT_TYPES)
+
+
 NOT_FOUND = {404: "No such integration for this tenant (also: another tenant's, or deleted)"}
+WEBHOOK_NOT_FOUND = {404: "No such webhook endpoint for this tenant (also: another tenant's, or deleted)"}
+ORDER_NOT_FOUND = {404: "No such external order for this tenant (also: another tenant's)"}
 
 ENDPOINTS = (
     Endpoint(
@@ -222,6 +330,48 @@ ENDPOINTS = (
                 401: "Missing or bad signature, or no such integration (not told apart)",
                 409: "The integration is inactive",
                 413: f"Body over {INBOUND_MAX_BYTES} bytes"},
+    ),
+    Endpoint(
+        "GET", "/external-orders", "List external orders, newest first", list_external_orders,
+        response=orders.ExternalOrderList, params=ListExternalOrdersParams,
+    ),
+    Endpoint(
+        "GET", "/external-orders/{id}", "Get an external order with its status history", get_external_order,
+        response=orders.ExternalOrderDocument, path_params=ExternalOrderPath, errors=ORDER_NOT_FOUND,
+    ),
+    Endpoint(
+        "POST", "/external-orders/{id}/reject", "Reject a received order", reject_external_order,
+        response=orders.ExternalOrderDocument, body=orders.RejectOrderFields, path_params=ExternalOrderPath,
+        errors={**ORDER_NOT_FOUND, 409: "The order cannot be rejected from its status (current_status, allowed_actions)"},
+    ),
+    Endpoint(
+        "GET", "/webhooks/event-types", "The events a webhook endpoint can subscribe to, with example payloads",
+        list_event_types, response=webhooks.EventTypeList,
+    ),
+    Endpoint(
+        "GET", "/webhooks", "List webhook endpoints", list_webhooks, response=webhooks.WebhookList, params=ListWebhooksParams,
+    ),
+    Endpoint(
+        "POST", "/webhooks", "Register a webhook endpoint (its signing secret is shown only in this answer)",
+        create_webhook, response=webhooks.NewWebhookDocument, status=201, body=webhooks.CreateWebhook,
+        errors={404: "integration_id is not one of this tenant's integrations"},
+    ),
+    Endpoint(
+        "GET", "/webhooks/{id}", "Get a webhook endpoint", get_webhook,
+        response=webhooks.WebhookDocument, path_params=WebhookPath, errors=WEBHOOK_NOT_FOUND,
+    ),
+    Endpoint(
+        "PATCH", "/webhooks/{id}", "Change a webhook endpoint's url, events or is_active", update_webhook,
+        response=webhooks.WebhookDocument, body=webhooks.UpdateWebhookFields, path_params=WebhookPath,
+        errors=WEBHOOK_NOT_FOUND,
+    ),
+    Endpoint(
+        "DELETE", "/webhooks/{id}", "Delete a webhook endpoint", delete_webhook,
+        status=204, path_params=WebhookPath, errors=WEBHOOK_NOT_FOUND,
+    ),
+    Endpoint(
+        "POST", "/webhooks/{id}/test", "Send a signed webhook.test ping now and return the attempt's result",
+        test_webhook, response=webhooks.DeliveryAttemptDocument, path_params=WebhookPath, errors=WEBHOOK_NOT_FOUND,
     ),
 )
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 import re
 import uuid
 
-import structlog
 from aiohttp import web
 
-from posint_common.log import get_logger, hidden
+from posint_common.log import bound, get_logger, hidden
 
 from gateway.http import problems
 from gateway.http.limits import LIMITER_KEY
@@ -46,7 +45,7 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
     resource = request.match_info.route.resource if request.match_info.http_exception is None else None
     request[ROUTE_KEY] = resource.canonical if resource is not None else None
     header_values = (value for value in request.headers.values() if value != request_id)  # the id is logged on purpose
-    with structlog.contextvars.bound_contextvars(request_id=request_id), hidden(*header_values):
+    with bound(request_id=request_id), hidden(*header_values):
         try:
             response = await handler(request)
         except problems.ApiError as error:
@@ -77,7 +76,7 @@ async def authenticate(request: web.Request, handler) -> web.StreamResponse:
         raise problems.ApiError(problems.UNAUTHORIZED, UNAUTHORIZED_HEADERS)
     request[TENANT_KEY] = principal.tenant_id
     request[PRINCIPAL_KEY] = principal
-    with structlog.contextvars.bound_contextvars(tenant=principal.tenant_id):
+    with bound(tenant=principal.tenant_id):
         return await handler(request)
 
 

@@ -7,7 +7,9 @@ from pydantic import BaseModel
 from posint_common.contracts.problem import Problem
 
 from gateway.http import idempotency
+from gateway.http.docs import add_docs_routes, docs_paths
 from gateway.http.endpoints import API_PREFIX, ENDPOINTS, Endpoint
+from gateway.http.middleware import PUBLIC_ROUTES_KEY
 
 REF = "#/components/schemas/{model}"
 ERROR_RESPONSES = {
@@ -97,8 +99,10 @@ def build_document() -> dict:
     for endpoint in ENDPOINTS:
         paths.setdefault(API_PREFIX + endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint, components)
     paths[API_PREFIX + "/openapi.json"] = {
-        "get": {"summary": "This document", "operationId": "openapi", "responses": {"200": {"description": "OpenAPI 3.1 document"}}}
+        "get": {"summary": "This document", "operationId": "openapi", "security": [],
+                "responses": {"200": {"description": "OpenAPI 3.1 document", "content": {"application/json": {"schema": {"type": "object"}}}}}}
     }
+    paths.update(docs_paths(API_PREFIX, {"application/problem+json": {"schema": {"$ref": REF.format(model="Problem")}}}))
     return {
         "openapi": "3.1.0",
         "info": {"title": "posint Integrations API", "version": "1.0.0", "description": "Third-party integrations, webhooks, and external orders"},
@@ -117,3 +121,5 @@ def add_openapi_route(app: web.Application) -> None:
         return web.json_response(document)
 
     app.router.add_get(API_PREFIX + "/openapi.json", openapi)
+    public = add_docs_routes(app, API_PREFIX, API_PREFIX + "/openapi.json")  # no key, like the document itself
+    app[PUBLIC_ROUTES_KEY] = app.get(PUBLIC_ROUTES_KEY, frozenset()) | frozenset(public)

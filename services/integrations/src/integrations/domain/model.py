@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from posint_common.contracts.providers import CONFIG_MODELS, PROVIDER_NAMES, PROVIDER_TYPES, IntegrationType, Provider
+from posint_common.vault import Sealed
 
 __all__ = ["PROVIDERS", "Integration", "IntegrationType", "Sealed", "merged_config", "new_inbound_secret"]
 
@@ -32,14 +33,6 @@ def merged_config(provider: str, current: dict[str, Any], patch: dict[str, Any])
     provider's model; raises pydantic's ValidationError naming the bad keys."""
     merged = {**current, **patch}
     return CONFIG_MODELS[Provider(provider)].model_validate({k: v for k, v in merged.items() if v is not None})
-
-
-@dataclass(frozen=True)
-class Sealed:
-    """A secret as stored: the id of the key that sealed it and nonce + ciphertext + tag."""
-
-    key_id: str
-    blob: bytes
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,169 @@
+"""Messages of the orders service: the external-order queries and commands the gateway sends, the
+order as the API shows it, and the events on ``orders.events`` (key = order id). Every event
+carries the tenant, the integration and the order as ``GET /external-orders/{id}`` shows it
+(without its history)."""
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from posint_common.contracts.inbound import Currency, Customer, Fulfillment, Money, OrderItem
+from posint_common.contracts.integrations import UtcSeconds
+from posint_common.contracts.providers import PRINTABLE, ExternalId
+from posint_common.contracts.types import PgId
+
+LIST_EXTERNAL_ORDERS = "posint.orders.list-external-orders.v1"
+GET_EXTERNAL_ORDER = "posint.orders.get-external-order.v1"
+REJECT_EXTERNAL_ORDER = "posint.orders.reject-external-order.v1"
+ORDER_CREATED = "posint.orders.order-created.v1"
+ORDER_UPDATED = "posint.orders.order-updated.v1"
+ORDER_REJECTED = "posint.orders.order-rejected.v1"
+
+MAX_PAGE_SIZE = 200
+DEFAULT_PAGE_SIZE = 100
+PAGE_BYTES = 655_360
+"""A page's orders (each up to a 256 KiB push twice: raw and normalized) stop at about this many bytes
+of JSON, so the reply stays inside the broker's 1 MiB record limit; a page cut short says so with
+PAGE_CONTINUES (a reply header the gateway turns into the next link, never shown)."""
+PAGE_CONTINUES = "x-posint-page-continues"
+
+
+class OrderStatus(StrEnum):
+    RECEIVED = "received"
+    ACCEPTED = "accepted"
+    PREPARING = "preparing"
+    READY = "ready"
+    PICKED_UP = "picked_up"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCEL_REQUESTED = "cancel_requested"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class ChangeSource(StrEnum):
+    """Who changed an order: the delivery platform, the restaurant (the API), the integration's
+    auto-accept, the acceptance deadline, the POS."""
+
+    PLATFORM = "platform"
+    MERCHANT = "merchant"
+    AUTO_ACCEPT = "auto_accept"
+    TIMER = "timer"
+    POS = "pos"
+
+
+# --- Queries (orders.queries) and commands (orders.commands, key = order id) --------------------
+
+
+class ListExternalOrders(BaseModel):
+    """Query: a page of the tenant's orders, newest first (id descending); ``after_id`` is the last
+    id of the previous page, so orders arriving meanwhile never shift a page."""
+
+    limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    after_id: PgId | None = None
+    integration_id: PgId | None = None
+    statuses: list[OrderStatus] | None = Field(default=None, min_length=1, max_length=len(OrderStatus))
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
+
+
+class ExternalOrderRef(BaseModel):
+    """Query ``get-external-order``: one order by id (tenant from the envelope)."""
+
+    id: PgId
+
+
+class RejectReason(StrEnum):
+    ITEM_UNAVAILABLE = "ITEM_UNAVAILABLE"
+    STORE_CLOSED = "STORE_CLOSED"
+    TOO_BUSY = "TOO_BUSY"
+    OTHER = "OTHER"
+
+
+class RejectOrderFields(BaseModel):
+    """Body of ``POST /external-orders/{id}/reject``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason_code: RejectReason
+    detail: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=PRINTABLE)] | None = None
+    unavailable_item_ids: list[ExternalId] | None = Field(default=None, min_length=1, max_length=200)
+
+
+class RejectExternalOrder(RejectOrderFields):
+    """Command: the restaurant rejects a received order."""
+
+    id: PgId
+
+
+# --- The order as the API and the events show it -------------------------------------------------
+
+
+class ExternalOrder(BaseModel):
+    """One order: the contract's fields, the normalized order, and where it stands."""
+
+    id: PgId
+    integration_id: PgId
+    external_id: str
+    status: OrderStatus
+    raw_data: dict[str, Any] = Field(description="The platform's payload as it was sent.")
+    placed_at: UtcSeconds
+    customer: Customer
+    fulfillment: Fulfillment
+    items: list[OrderItem]
+    subtotal: Money
+    tax: Money
+    tip: Money
+    total: Money
+    currency: Currency
+    notes: str | None = None
+    accept_by: UtcSeconds | None = Field(default=None, description="Not accepted by then, the order expires.")
+    injection_status: str | None = Field(default=None, description="POS injection: null until accepted.")
+    pos_order_id: str | None = None
+    created_at: UtcSeconds
+
+
+class StatusChange(BaseModel):
+    """One line of an order's history; a platform's update of the content is a line from the order's
+    status to the same status."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: OrderStatus | None = Field(alias="from")
+    to: OrderStatus
+    source: ChangeSource
+    reason: str | None = None
+    at: UtcSeconds
+
+
+class ExternalOrderDetail(ExternalOrder):
+    status_history: list[StatusChange] = Field(description="Oldest first.")
+
+
+class ExternalOrderList(BaseModel):
+    data: list[ExternalOrder]
+
+
+class ExternalOrderDocument(BaseModel):
+    data: ExternalOrderDetail
+
+
+class OrderEvent(BaseModel):
+    """``order.created`` and ``order.updated``: the order as the API shows it."""
+
+    tenant_id: str
+    integration_id: PgId
+    order: ExternalOrder
+
+
+class OrderRejected(OrderEvent):
+    """``order.rejected``: the restaurant turned the order down."""
+
+    reason_code: RejectReason
+    detail: str | None = None
+    unavailable_item_ids: list[str] | None = None
+    rejected_at: UtcSeconds
+

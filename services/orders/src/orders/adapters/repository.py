@@ -1,0 +1,100 @@
+"""Reads and writes of orders and their status history, always scoped to one tenant."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from orders.domain.lifecycle import Source, Status
+from orders.domain.model import Change, Order
+
+COLUMNS = (
+    "id, tenant_id, integration_id, provider, external_id, status, normalized::text AS normalized,"
+    " raw_data::text AS raw_data, accept_by, injection_status, pos_order_id, created_at, updated_at"
+)
+
+
+def _order(row: asyncpg.Record | None) -> Order | None:
+    if row is None:
+        return None
+    values = dict(row)
+    values["status"] = Status(values["status"])
+    values["order"] = json.loads(values.pop("normalized"))
+    values["raw_data"] = json.loads(values["raw_data"])
+    return Order(**values)
+
+
+class OrderRepository:
+    def __init__(self, conn: asyncpg.Connection, tenant_id: str) -> None:
+        self._conn = conn
+        self._tenant_id = tenant_id
+
+    async def add(self, integration_id: int, provider: str, external_id: str, normalized: dict[str, Any],
+                  raw_data: dict[str, Any], received_at: datetime, accept_by: datetime | None) -> Order | None:
+        """The new order in status ``received``, or None when (tenant, integration, external id) exists."""
+        row = await self._conn.fetchrow(
+            "INSERT INTO orders (tenant_id, integration_id, provider, external_id, status, normalized, raw_data,"
+            " received_at, accept_by) VALUES ($1, $2, $3, $4, 'received', $5::jsonb, $6::jsonb, $7, $8)"
+            f" ON CONFLICT (tenant_id, integration_id, external_id) DO NOTHING RETURNING {COLUMNS}",
+            self._tenant_id, integration_id, provider, external_id, json.dumps(normalized), json.dumps(raw_data),
+            received_at, accept_by,
+        )
+        return _order(row)
+
+    async def by_external_id(self, integration_id: int, external_id: str) -> Order | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {COLUMNS} FROM orders WHERE tenant_id = $1 AND integration_id = $2 AND external_id = $3 FOR UPDATE",
+            self._tenant_id, integration_id, external_id,
+        )
+        return _order(row)
+
+    async def get(self, id: int, *, for_update: bool = False) -> Order | None:
+        lock = " FOR UPDATE" if for_update else ""
+        row = await self._conn.fetchrow(f"SELECT {COLUMNS} FROM orders WHERE tenant_id = $1 AND id = $2{lock}",
+                                        self._tenant_id, id)
+        return _order(row)
+
+    async def page(self, limit: int, after_id: int | None, integration_id: int | None, statuses: list[str] | None,
+                   created_after: datetime | None, created_before: datetime | None) -> list[Order]:
+        """Newest first by id: an order inserted while a client pages gets a higher id, so it never
+        shifts the pages after the cursor."""
+        rows = await self._conn.fetch(
+            f"SELECT {COLUMNS} FROM orders WHERE tenant_id = $1 AND ($2::bigint IS NULL OR id < $2)"
+            " AND ($3::bigint IS NULL OR integration_id = $3) AND ($4::text[] IS NULL OR status = ANY($4))"
+            " AND ($5::timestamptz IS NULL OR created_at > $5) AND ($6::timestamptz IS NULL OR created_at < $6)"
+            " ORDER BY id DESC LIMIT $7",
+            self._tenant_id, after_id, integration_id, statuses, created_after, created_before, limit,
+        )
+        return [_order(row) for row in rows]
+
+    async def set_content(self, id: int, normalized: dict[str, Any], raw_data: dict[str, Any]) -> Order:
+        row = await self._conn.fetchrow(
+            "UPDATE orders SET normalized = $3::jsonb, raw_data = $4::jsonb, updated_at = now()"
+            f" WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}",
+            self._tenant_id, id, json.dumps(normalized), json.dumps(raw_data),
+        )
+        return _order(row)
+
+    async def set_status(self, id: int, status: Status) -> Order:
+        row = await self._conn.fetchrow(
+            f"UPDATE orders SET status = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}",
+            self._tenant_id, id, status.value,
+        )
+        return _order(row)
+
+    async def record(self, order_id: int, from_status: Status | None, to_status: Status, source: Source,
+                     reason: str | None = None) -> None:
+        await self._conn.execute(
+            "INSERT INTO status_history (order_id, from_status, to_status, source, reason) VALUES ($1, $2, $3, $4, $5)",
+            order_id, from_status.value if from_status else None, to_status.value, source.value, reason,
+        )
+
+    async def history(self, order_id: int) -> list[Change]:
+        rows = await self._conn.fetch(
+            "SELECT from_status, to_status, source, reason, at FROM status_history WHERE order_id = $1 ORDER BY id",
+            order_id,
+        )
+        return [Change(Status(r["from_status"]) if r["from_status"] else None, Status(r["to_status"]), r["source"],
+                       r["reason"], r["at"]) for r in rows]

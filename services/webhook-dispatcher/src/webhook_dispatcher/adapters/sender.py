@@ -1,0 +1,99 @@
+"""One delivery attempt: a Standard Webhooks message (signed with the ``standardwebhooks``
+package), posted through the egress guard, redirects not followed, both timeouts bounded; the
+outcome is measured and never raises."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import aiohttp
+from prometheus_client import Counter, Histogram
+from standardwebhooks import Webhook
+
+from posint_common.egress import CONNECT_TIMEOUT_S, TOTAL_TIMEOUT_S, EgressPolicy, egress_session, refused
+
+ATTEMPTS = Counter("posint_webhook_attempts_total", "Webhook delivery attempts by outcome", ["outcome"])
+ATTEMPT_SECONDS = Histogram(
+    "posint_webhook_attempt_seconds", "Webhook delivery attempt latency, connect to last byte",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15),
+)
+OUTCOMES = ("success", "http_error", "timeout", "connect_error", "ssrf_blocked")
+BODY_KEPT = 1024  # the first KiB of the receiver's answer is kept with the attempt
+
+
+@dataclass(frozen=True)
+class Attempt:
+    message_id: str
+    outcome: str
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+    response_body: str | None
+    attempted_at: datetime
+
+
+def message(event_type: str, data: dict[str, Any], at: datetime) -> str:
+    """The Standard Webhooks body ``{"type", "timestamp", "data"}``, exactly the bytes signed and sent."""
+    stamp = at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return json.dumps({"type": event_type, "timestamp": stamp, "data": data}, separators=(",", ":"))
+
+
+def headers(secret: str, message_id: str, at: datetime, body: str) -> dict[str, str]:
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, at, body),
+        "content-type": "application/json",
+        "user-agent": "posint-webhooks/1",
+    }
+
+
+class Sender:
+    """Owns the one guarded client session of the dispatcher (opened on first use)."""
+
+    def __init__(self, egress: EgressPolicy, *, connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                 total_timeout_s: float = TOTAL_TIMEOUT_S) -> None:
+        self.egress = egress
+        self.connect_timeout_s, self.total_timeout_s = connect_timeout_s, total_timeout_s
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = egress_session(self.egress, connect_timeout_s=self.connect_timeout_s,
+                                           total_timeout_s=self.total_timeout_s)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def send(self, url: str, secret: str, message_id: str, event_type: str, data: dict[str, Any],
+                   *, total_timeout_s: float | None = None) -> Attempt:
+        at = datetime.now(timezone.utc)
+        body = message(event_type, data, at)
+        timeout = aiohttp.ClientTimeout(total=min(total_timeout_s or self.total_timeout_s, self.total_timeout_s),
+                                        connect=self.connect_timeout_s, sock_connect=self.connect_timeout_s)
+        started = time.monotonic()
+        status, error, answer = None, None, None
+        try:
+            async with self._client().post(url, data=body.encode(), headers=headers(secret, message_id, at, body),
+                                           allow_redirects=False, timeout=timeout) as response:
+                status = response.status
+                answer = (await response.content.read(BODY_KEPT)).decode("utf-8", "replace")
+            outcome = "success" if 200 <= status < 300 else "http_error"
+            error = None if outcome == "success" else f"HTTP {status}"
+        except Exception as failure:  # noqa: BLE001 -- every failure is an outcome, never an exception
+            if refused(failure):
+                outcome, error = "ssrf_blocked", "the address is not allowed (egress guard)"
+            elif isinstance(failure, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+                outcome, error = "timeout", "no complete answer in time"
+            else:
+                outcome, error = "connect_error", type(failure).__name__
+        latency = time.monotonic() - started
+        ATTEMPTS.labels(outcome).inc()
+        ATTEMPT_SECONDS.observe(latency)
+        return Attempt(message_id, outcome, status, round(latency * 1000, 1), error, answer, at)

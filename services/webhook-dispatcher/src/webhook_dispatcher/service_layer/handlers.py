@@ -1,0 +1,131 @@
+"""Managing webhook endpoints: the get and list queries, the create, update and delete commands,
+and what the dispatcher learns of integrations from their events.
+
+Commands run in the consumer's transaction with their inbox row; their reply goes to the outbox in
+that transaction. An answer the requester must act on (404, 422) is a reply, never an exception.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from posint_common.consumer import MessageContext
+from posint_common.contracts import integrations as integration_events, webhooks as contract
+from posint_common.contracts.problem import FieldError, problem, validation_problem
+from posint_common.contracts.replies import Reply
+from posint_common.egress import EgressPolicy
+
+from webhook_dispatcher.adapters.repository import EndpointRepository, learn_integration
+from webhook_dispatcher.adapters.sender import Sender
+from webhook_dispatcher.adapters.vault import KeyRing, associated_data
+from webhook_dispatcher.domain.model import Endpoint, new_secret, url_error
+
+
+def not_found(what: str, id: int) -> Reply:
+    return Reply(status=404, problem=problem(404, "not-found", "Not Found", f"No {what} {id}."))
+
+
+def view(endpoint: Endpoint) -> contract.WebhookView:
+    return contract.WebhookView(id=endpoint.id, integration_id=endpoint.integration_id, url=endpoint.url,
+                                events=endpoint.events, is_active=endpoint.is_active, created_at=endpoint.created_at)
+
+
+def document(status: int, model, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status=status, body=model.model_dump(mode="json"), headers=headers)
+
+
+@dataclass(frozen=True)
+class WebhookHandlers:
+    keys: KeyRing
+    egress: EgressPolicy
+    sender: Sender
+    allow_http: bool = False
+    test_timeout_s: float = 4.0  # a test ping's answer must fit the gateway's reply timeout (5 s)
+
+    def _repository(self, ctx: MessageContext) -> EndpointRepository:
+        return EndpointRepository(ctx.conn, ctx.envelope.tenantid)
+
+    def _url_problem(self, url: str) -> Reply | None:
+        error = url_error(url, self.allow_http, self.egress)
+        if error is None:
+            return None
+        return Reply(status=422, problem=validation_problem([FieldError(field="url", message=error)], "request body"))
+
+    async def create(self, ctx: MessageContext, command: contract.CreateWebhook) -> Reply:
+        refused = self._url_problem(command.url)
+        if refused is not None:
+            return refused
+        repository, tenant_id = self._repository(ctx), ctx.envelope.tenantid
+        if not await repository.integration_known(command.integration_id):
+            return not_found("integration", command.integration_id)
+        new_id, secret = await repository.next_id(), new_secret()
+        sealed = self.keys.seal(secret.encode(), associated_data(tenant_id, new_id))
+        created = await repository.create(new_id, command.integration_id, command.url, list(dict.fromkeys(command.events)), sealed)
+        shown = contract.NewWebhook(**view(created).model_dump(), secret=secret)
+        return document(201, contract.NewWebhookDocument(data=shown), {"Location": f"/api/v1/webhooks/{created.id}"})
+
+    async def get(self, ctx: MessageContext, query: contract.WebhookRef) -> Reply:
+        endpoint = await self._repository(ctx).get(query.id)
+        if endpoint is None:
+            return not_found("webhook", query.id)
+        return document(200, contract.WebhookDocument(data=view(endpoint)))
+
+    async def list(self, ctx: MessageContext, query: contract.ListWebhooks) -> Reply:
+        page = await self._repository(ctx).page(query.limit, query.after_id)
+        return document(200, contract.WebhookList(data=[view(endpoint) for endpoint in page]))
+
+    async def update(self, ctx: MessageContext, command: contract.UpdateWebhook) -> Reply:
+        repository = self._repository(ctx)
+        current = await repository.get(command.id, for_update=True)
+        if current is None:
+            return not_found("webhook", command.id)
+        given = command.model_fields_set
+        if "url" in given and (refused := self._url_problem(command.url)) is not None:
+            return refused
+        updated = await repository.update(
+            current.id,
+            url=command.url if "url" in given else current.url,
+            events=list(dict.fromkeys(command.events)) if "events" in given else current.events,
+            is_active=command.is_active if "is_active" in given else current.is_active,
+        )
+        return document(200, contract.WebhookDocument(data=view(updated)))
+
+    async def test(self, ctx: MessageContext, command: contract.WebhookRef) -> Reply:
+        """Send a signed ``webhook.test`` now and answer with the attempt (inactive endpoints too:
+        testing one is how a tenant checks it before switching it on)."""
+        endpoint = await self._repository(ctx).get(command.id)
+        if endpoint is None:
+            return not_found("webhook", command.id)
+        secret = self.keys.open(endpoint.secret, associated_data(endpoint.tenant_id, endpoint.id)).decode()
+        message_id = f"msg_{uuid.uuid4().hex}"
+        data = {"webhook_id": endpoint.id, "integration_id": endpoint.integration_id}
+        attempt = await self.sender.send(endpoint.url, secret, message_id, contract.TEST_EVENT, data,
+                                         total_timeout_s=self.test_timeout_s)
+        shown = contract.DeliveryAttempt(
+            message_id=attempt.message_id, event_type=contract.TEST_EVENT, success=attempt.outcome == "success",
+            outcome=attempt.outcome, status_code=attempt.status_code, latency_ms=attempt.latency_ms, error=attempt.error,
+            response_body=attempt.response_body, attempted_at=attempt.attempted_at,
+        )
+        return document(200, contract.DeliveryAttemptDocument(data=shown))
+
+    async def delete(self, ctx: MessageContext, command: contract.WebhookRef) -> Reply:
+        repository = self._repository(ctx)
+        if await repository.get(command.id, for_update=True) is None:
+            return not_found("webhook", command.id)
+        await repository.delete(command.id)
+        return Reply(status=204)
+
+
+async def integration_created(ctx: MessageContext, event: integration_events.IntegrationCreated) -> None:
+    await learn_integration(ctx.conn, event.id, ctx.envelope.tenantid, event.provider, is_active=event.is_active,
+                            deleted=False, at=event.created_at)
+
+
+async def integration_updated(ctx: MessageContext, event: integration_events.IntegrationUpdated) -> None:
+    await learn_integration(ctx.conn, event.id, ctx.envelope.tenantid, event.provider, is_active=event.is_active,
+                            deleted=False, at=event.updated_at)
+
+
+async def integration_deactivated(ctx: MessageContext, event: integration_events.IntegrationDeactivated) -> None:
+    await learn_integration(ctx.conn, event.id, ctx.envelope.tenantid, event.provider, is_active=False,
+                            deleted=True, at=event.deactivated_at)
