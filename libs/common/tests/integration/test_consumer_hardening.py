@@ -135,7 +135,7 @@ async def test_no_record_stops_its_partition(infra, pool, producer, schema, topi
     for (expected, _), letter in zip(poisons, letters):
         assert expected in letter["error"], (expected, letter["error"])
         assert letter["attempts"] == 1, letter
-    assert "\x00" not in json.dumps(letters)  # stored as jsonb, which refuses NUL
+    assert "\x00" not in json.dumps(letters)  # Postgres text refuses NUL
     assert loop.ready is False  # stopped; while running it never stalled:
     assert metrics.CONSUMER_STALLED.labels(loop.name)._value.get() == 0
     assert metrics.BATCH_RETRIES.labels(loop.name)._value.get() == 0

@@ -100,7 +100,7 @@ async def test_unpublishable_rows_are_parked_and_hold_back_only_their_own_aggreg
         assert capfd.readouterr().out.count("outbox_row_parked") == 2
 
         # The operator fixes the cause (here: shrinks the message, points the row at a real topic) and retries.
-        await pool.execute("UPDATE outbox SET envelope = jsonb_set(envelope, '{data,pad}', '\"\"') WHERE attempts = 3")
+        await pool.execute("UPDATE outbox SET envelope = jsonb_set(envelope::jsonb, '{data,pad}', '\"\"')::json WHERE attempts = 3")
         await pool.execute("UPDATE outbox SET topic = $1 WHERE topic = $2", topic, UNRESOLVABLE_TOPIC)
         listed = await outbox_cli(infra, "list", "--schema", schema)
         assert listed.count("parked_at=20") == 2 and "MessageSizeTooLarge" in listed, listed

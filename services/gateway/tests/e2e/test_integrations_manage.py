@@ -99,6 +99,9 @@ async def test_create_answers_201_with_the_integration_and_its_inbound_secret_on
         assert response.status == 200
         shown = (await response.json())["data"]
     assert shown == {key: value for key, value in created.items() if key != "inbound_secret"}
+    # a command's reply travels through the outbox; it keeps the document's key order, as a query's does
+    assert [key for key in created if key != "inbound_secret"] == list(shown)
+    assert list(shown["config"]) == list(created["config"]) and list(shown["health"]) == list(created["health"])
 
     later = await everything_visible(api, tenant, created["id"])
     for secret in [*secret_values(document), created["inbound_secret"], created["inbound_secret"].removeprefix("whsec_")]:
