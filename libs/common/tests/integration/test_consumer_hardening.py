@@ -100,6 +100,10 @@ async def dead_letters(pool, topic) -> list[dict]:
     return [letter["data"] for letter in letters]
 
 
+async def _count_dead_letters_at_least(pool, topic, n: int) -> bool:
+    return len(await dead_letters(pool, topic)) >= n
+
+
 async def test_no_record_stops_its_partition(infra, pool, producer, schema, topic):
     def poison(change=lambda headers: headers, value=_SAME):
         envelope = note("poison")  # each its own ce_id
@@ -217,6 +221,8 @@ async def test_a_failed_query_is_answered_500_at_once(infra, pool, producer, sch
     try:
         ok, _ = await ask(infra, producer, topic, replies, "hello")
         failed, elapsed = await ask(infra, producer, topic, replies, "bad-number")
+        # the 500 goes out first, the dead letter is committed right after it
+        await eventually(lambda: _count_dead_letters_at_least(pool, topic, 1), 10, "the dead letter")
         letters = await dead_letters(pool, topic)
     finally:
         await loop.stop()

@@ -70,7 +70,7 @@ async def create(api, tenant: Tenant, provider: str = "custom") -> dict:
         return (await response.json())["data"]
 
 
-async def push(api, integration: dict, document: dict) -> None:
+async def push(api, integration: dict, document: dict, expect: int = 202) -> None:
     """A signed push, as the platform sends it: Standard Webhooks for custom, the token for DoorDash."""
     body = json.dumps(document)
     if integration["provider"] == "custom":
@@ -81,7 +81,7 @@ async def push(api, integration: dict, document: dict) -> None:
         headers = {"Authorization": f"Bearer {integration['inbound_secret']}"}  # DoorDash's token
     async with api.post(f"/api/v1/integrations/{integration['id']}/inbound", data=body.encode(),
                         headers={"Content-Type": "application/json", **headers}) as response:
-        assert response.status == 202, await response.text()
+        assert response.status == expect, await response.text()
 
 
 async def get(api, tenant: Tenant, path: str) -> tuple[int, dict, dict]:
@@ -189,6 +189,24 @@ async def test_a_redelivered_hand_over_is_harmless_and_changed_content_is_an_upd
     assert len(await order_events(infra, first["id"], contract.ORDER_CREATED, 1)) == 1
     updates = await order_events(infra, first["id"], contract.ORDER_UPDATED, 2)
     assert [u.data["order"]["notes"] for u in updates] == ["no onions", "leave at door"]
+
+
+async def test_a_platform_push_with_changed_content_becomes_an_update_of_the_same_order(api, tenant, orders_service):
+    integration = await create(api, tenant)
+    document = order()
+    await push(api, integration, document)
+    [first] = await listed(api, tenant, 1)
+    await push(api, integration, {**document, "notes": "no onions"}, expect=200)  # answered "updated"
+    path = f"/api/v1/external-orders/{first['id']}"
+
+    async def updated() -> bool:
+        return (await get(api, tenant, path))[1]["data"]["notes"] == "no onions"
+
+    await eventually(updated, what="the platform's update on the order")
+    _, detail, _ = await get(api, tenant, path)
+    assert [(c["from"], c["to"], c["reason"]) for c in detail["data"]["status_history"]] == [
+        (None, "received", None), ("received", "received", "updated by the platform")]
+    assert [o["id"] for o in await listed(api, tenant, 1)] == [first["id"]]
 
 
 async def test_filters_by_integration_status_and_creation_time_newest_first(api, tenant, orders_service):

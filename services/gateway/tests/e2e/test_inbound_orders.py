@@ -200,9 +200,8 @@ async def test_a_repeated_delivery_answers_2xx_and_hands_over_nothing_new(api, i
     # the platform retries the same message (same webhook-id, a fresh timestamp and signature)
     status, reply = await push(api, integration["id"], body, signed(secret, body, msg_id=first["webhook-id"]))
     assert (status, reply["data"]["status"]) == (200, "duplicate")
-    # the same order again under another message id
-    changed = encode({**document, "notes": "changed"})
-    status, reply = await push(api, integration["id"], changed, signed(secret, changed))
+    # the same order again under another message id, unchanged
+    status, reply = await push(api, integration["id"], body, signed(secret, body))
     assert (status, reply["data"]["status"], reply["data"]["external_id"]) == (200, "duplicate", document["external_id"])
     # another order under the first message id is that message again, too
     other = encode(order())
@@ -217,6 +216,29 @@ async def test_a_repeated_delivery_answers_2xx_and_hands_over_nothing_new(api, i
     count = await integrations_service.pool.fetchval(
         "SELECT count(*) FROM integrations.inbound_orders WHERE integration_id = $1", integration["id"])
     assert count == 2
+
+
+async def test_a_known_order_with_changed_content_is_handed_over_again_as_an_update(api, infra, tenant, integrations_service):
+    integration = await create(api, tenant, "custom")
+    secret, document = integration["inbound_secret"], order()
+    body = encode(document)
+    first = signed(secret, body)
+    assert (await push(api, integration["id"], body, first))[0] == 202
+    changed = encode({**document, "notes": "no onions"})
+    second = signed(secret, changed)
+    status, reply = await push(api, integration["id"], changed, second)
+    assert (status, reply["data"]["status"], reply["data"]["external_id"]) == (200, "updated", document["external_id"])
+    # the update's own redelivery, and the first message again, change nothing more
+    assert (await push(api, integration["id"], changed, signed(secret, changed, msg_id=second["webhook-id"])))[1]["data"]["status"] == "duplicate"
+    assert (await push(api, integration["id"], body, signed(secret, body, msg_id=first["webhook-id"])))[1]["data"]["status"] == "duplicate"
+
+    events = await events_of(infra, integration["id"], 2)
+    assert [e.data["order"].get("notes") for e in events] == [document.get("notes"), "no onions"]
+    assert len({e.subject for e in events}) == 1  # one order's copies keep their order on one key
+    row = await integrations_service.pool.fetchrow(
+        "SELECT count(*) OVER () AS orders, revision, normalized->>'notes' AS notes FROM integrations.inbound_orders"
+        " WHERE integration_id = $1", integration["id"])
+    assert (row["orders"], row["revision"], row["notes"]) == (1, 2, "no onions")
 
 
 @pytest.mark.parametrize("body, says", [

@@ -114,7 +114,8 @@ class InboundReceipt(BaseModel):
 
     integration_id: PgId
     external_id: str
-    status: str = Field(description="'received', or 'duplicate' for a delivery already received")
+    status: str = Field(description="'received' (202); 'updated' (200) for a known order sent again with changed "
+                                    "content, handed over again; 'duplicate' (200) for a delivery already received")
     received_at: UtcSeconds = Field(description="When the order was first received.")
 
 

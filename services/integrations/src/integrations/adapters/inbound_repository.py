@@ -28,14 +28,52 @@ async def live_integration(conn: asyncpg.Connection, integration_id: int) -> Int
     return _integration(row)
 
 
-async def already_received(conn: asyncpg.Connection, integration_id: int, external_id: str,
-                           webhook_id: str | None) -> Received | None:
+async def delivered(conn: asyncpg.Connection, integration_id: int, webhook_id: str | None) -> Received | None:
+    """The order a delivery id was already seen for: a redelivered message."""
+    if webhook_id is None:
+        return None
     row = await conn.fetchrow(
-        "SELECT external_id, received_at FROM inbound_orders WHERE integration_id = $1"
-        " AND (external_id = $2 OR webhook_id = $3) ORDER BY id LIMIT 1",
-        integration_id, external_id, webhook_id,
+        "SELECT o.external_id, o.received_at FROM inbound_deliveries d JOIN inbound_orders o"
+        " ON o.integration_id = d.integration_id AND o.external_id = d.external_id"
+        " WHERE d.integration_id = $1 AND d.webhook_id = $2",
+        integration_id, webhook_id,
     )
     return Received(row["external_id"], row["received_at"]) if row else None
+
+
+@dataclass(frozen=True)
+class Stored(Received):
+    normalized: dict
+
+
+async def stored_order(conn: asyncpg.Connection, integration_id: int, external_id: str) -> Stored | None:
+    """The order as last received, locked until the transaction ends (copies of one order queue up)."""
+    row = await conn.fetchrow(
+        "SELECT external_id, received_at, normalized FROM inbound_orders WHERE integration_id = $1 AND external_id = $2"
+        " FOR UPDATE",
+        integration_id, external_id,
+    )
+    return Stored(row["external_id"], row["received_at"], json.loads(row["normalized"])) if row else None
+
+
+async def add_delivery(conn: asyncpg.Connection, integration_id: int, webhook_id: str | None, external_id: str) -> None:
+    if webhook_id is not None:
+        await conn.execute(
+            "INSERT INTO inbound_deliveries (integration_id, webhook_id, external_id) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING",
+            integration_id, webhook_id, external_id,
+        )
+
+
+async def update_order(conn: asyncpg.Connection, integration: Integration, external_id: str, body: bytes,
+                       normalized: dict) -> None:
+    """The platform sent the order again with changed content: keep the latest, count the revision."""
+    await conn.execute(
+        "UPDATE inbound_orders SET body = $3, normalized = $4::jsonb, revision = revision + 1, updated_at = now()"
+        " WHERE integration_id = $1 AND external_id = $2",
+        integration.id, external_id, body, json.dumps(normalized),
+    )
+    await conn.execute("UPDATE integrations SET last_inbound_order_at = now() WHERE id = $1", integration.id)
 
 
 async def add_order(conn: asyncpg.Connection, integration: Integration, external_id: str, webhook_id: str | None,
@@ -66,3 +104,4 @@ async def add_rejection(conn: asyncpg.Connection, integration: Integration, webh
         " WHERE integration_id = $1 ORDER BY id DESC OFFSET $2 LIMIT 1)",
         integration.id, KEEP_REJECTIONS,
     )
+

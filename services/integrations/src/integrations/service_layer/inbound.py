@@ -141,14 +141,23 @@ class InboundHandlers:
     async def _record(self, ctx: MessageContext, integration: Integration, parsed: Parsed, body: bytes,
                       document: dict[str, Any]) -> Reply:
         external_id, webhook_id = parsed.order.external_id, parsed.webhook_id
-        existing = await repository.already_received(ctx.conn, integration.id, external_id, webhook_id)
-        if existing is not None:
-            return _receipt(200, integration.id, existing, "duplicate")
+        seen = await repository.delivered(ctx.conn, integration.id, webhook_id)
+        if seen is not None:  # the same message again
+            return _receipt(200, integration.id, seen, "duplicate")
         normalized = parsed.order.model_dump(mode="json")
-        received = await repository.add_order(ctx.conn, integration, external_id, webhook_id, body, normalized)
-        if received is None:  # a concurrent delivery of the same order committed first
-            existing = await repository.already_received(ctx.conn, integration.id, external_id, webhook_id)
-            return _receipt(200, integration.id, existing, "duplicate")
+        stored = await repository.stored_order(ctx.conn, integration.id, external_id)
+        if stored is None:
+            received = await repository.add_order(ctx.conn, integration, external_id, webhook_id, body, normalized)
+            if received is None:  # a concurrent delivery of the same order committed first
+                return await self._record(ctx, integration, parsed, body, document)
+            await repository.add_delivery(ctx.conn, integration.id, webhook_id, external_id)
+            kind = "received"
+        else:
+            await repository.add_delivery(ctx.conn, integration.id, webhook_id, external_id)
+            if stored.normalized == normalized:  # the same order again under another message
+                return _receipt(200, integration.id, stored, "duplicate")
+            await repository.update_order(ctx.conn, integration, external_id, body, normalized)
+            received, kind = stored, "updated"  # handed over again: the orders service records the update
         event = contract.OrderReceived(
             integration_id=integration.id, provider=integration.provider, external_id=external_id,
             webhook_id=webhook_id, received_at=received.received_at, order=parsed.order,
@@ -158,5 +167,5 @@ class InboundHandlers:
         envelope = Envelope.wrap(event, source=ctx.source, type=contract.ORDER_RECEIVED, cause=ctx.envelope,
                                  subject=contract.order_subject(integration.id, external_id), tenantid=integration.tenant_id)
         await outbox.add(ctx.conn, ctx.schema, topics.INTEGRATIONS_EVENTS, envelope)
-        log.info("inbound_order_received", integration_id=integration.id, tenant=integration.tenant_id)
-        return _receipt(202, integration.id, received, "received")
+        log.info("inbound_order_" + kind, integration_id=integration.id, tenant=integration.tenant_id)
+        return _receipt(202 if kind == "received" else 200, integration.id, received, kind)
