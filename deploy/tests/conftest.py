@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 import yaml
+
+from posint_common.testing import required_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -162,10 +163,4 @@ async def fresh_infra(_embedded, tmp_path_factory):
 def promtool() -> str:
     """promtool from PATH; CI installs it (deploy/prometheus/install-promtool.sh), so there a missing
     one fails, elsewhere the test is skipped saying how to get it."""
-    found = shutil.which("promtool")
-    if found:
-        return found
-    message = "promtool not found: run deploy/prometheus/install-promtool.sh (.ci/run does)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    return required_tool("promtool", "run deploy/prometheus/install-promtool.sh (.ci/run does)")

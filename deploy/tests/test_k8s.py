@@ -5,8 +5,6 @@ KafkaTopic (replication 3 and min.insync.replicas 2 in prod), KEDA scales on the
 the services really use (never past the partitions), and the PrometheusRule is the alert rules."""
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import yaml
 
 from posint_common import asyncapi
 from posint_common.contracts import topics
+from posint_common.testing import required_tool
 
 K8S = Path(__file__).resolve().parents[1] / "k8s"
 OVERLAYS = ("dev", "prod")
@@ -27,13 +26,7 @@ SECRETS = {("posint-db-app", "uri"): "postgresql://posint:stand-in@posint-db-rw:
 
 @pytest.fixture(scope="module")
 def kubectl() -> str:
-    found = shutil.which("kubectl")
-    if found:
-        return found
-    message = "kubectl not found (it renders the kustomize overlays); install the machine's kubectl package"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    return required_tool("kubectl", "it renders the kustomize overlays; install the machine's kubectl package")
 
 
 @pytest.fixture(scope="module")

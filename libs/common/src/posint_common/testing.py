@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -104,6 +106,18 @@ async def _assign_family(consumer: AIOKafkaConsumer, topic: str) -> None:
     consumer.assign(sorted(wanted))
     for tp in wanted:
         consumer.seek(tp, kept.get(tp, 0))
+
+
+def required_tool(name: str, hint: str) -> str:
+    """The path of a program a test needs: CI installs it (``.ci/run``), so there a missing one fails;
+    elsewhere the test is skipped with ``hint`` saying how to get it."""
+    found = shutil.which(name)
+    if found:
+        return found
+    message = f"{name} not found: {hint}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def unique(prefix: str) -> str:

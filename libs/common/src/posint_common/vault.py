@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from pydantic import SecretStr
+from pydantic_core import PydanticCustomError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -91,6 +93,16 @@ class KeyRing:
             return cipher.decrypt(sealed.blob[:NONCE_BYTES], sealed.blob[NONCE_BYTES:], aad)
         except InvalidTag:
             raise Undecryptable("the value does not decrypt with its key and associated data") from None
+
+    @classmethod
+    def checked_setting(cls, value: SecretStr) -> SecretStr:
+        """For a settings validator: the value parses as a key ring, or a settings error whose
+        message names no key material (the variable is named by the settings loader)."""
+        try:
+            cls.parse(value.get_secret_value())
+        except KeyRingError as error:
+            raise PydanticCustomError("key_ring", str(error).removeprefix(f"{cls.variable}: ")) from None
+        return value
 
 
 def new_key_entry(key_id: str) -> str:

@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
-import shutil
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from posint_common.testing import eventually
+from posint_common.testing import eventually, required_tool
 
 # Nothing may leave 127.0.0.1: every other host name fails to resolve, and background traffic is off.
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -23,13 +21,7 @@ SUMMARIES_JS = "JSON.stringify([...document.querySelectorAll('.opblock-summary-d
 
 
 def chromium_or_skip() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        message = "chromium is not installed (.ci/run installs it: apt-get install -y chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return required_tool("chromium", ".ci/run installs it: apt-get install -y chromium")
 
 
 class DevTools:

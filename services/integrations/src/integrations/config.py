@@ -4,12 +4,11 @@ from __future__ import annotations
 from functools import cached_property
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_core import PydanticCustomError
 
 from posint_common.contracts.providers import BaseUrl
 from posint_common.settings import ServiceSettings
 
-from integrations.adapters.vault import VARIABLE, KeyRing, KeyRingError
+from integrations.adapters.vault import KeyRing
 
 
 class IntegrationsSettings(ServiceSettings):
@@ -21,11 +20,7 @@ class IntegrationsSettings(ServiceSettings):
     @field_validator("integrations_encryption_keys")
     @classmethod
     def _parses(cls, value: SecretStr) -> SecretStr:
-        try:
-            KeyRing.parse(value.get_secret_value())
-        except KeyRingError as error:  # its message never holds key material
-            raise PydanticCustomError("key_ring", str(error).removeprefix(f"{VARIABLE}: ")) from None
-        return value
+        return KeyRing.checked_setting(value)
 
     @field_validator("public_base_url", mode="before")
     @classmethod

@@ -4,13 +4,11 @@ from __future__ import annotations
 from functools import cached_property
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_core import PydanticCustomError
 
 from posint_common.egress import EgressPolicy
 from posint_common.settings import ServiceSettings
-from posint_common.vault import KeyRingError
 
-from webhook_dispatcher.adapters.vault import VARIABLE, KeyRing
+from webhook_dispatcher.adapters.vault import KeyRing
 
 
 class WebhooksSettings(ServiceSettings):
@@ -22,11 +20,7 @@ class WebhooksSettings(ServiceSettings):
     @field_validator("webhooks_encryption_keys")
     @classmethod
     def _parses(cls, value: SecretStr) -> SecretStr:
-        try:
-            KeyRing.parse(value.get_secret_value())
-        except KeyRingError as error:  # its message never holds key material
-            raise PydanticCustomError("key_ring", str(error).removeprefix(f"{VARIABLE}: ")) from None
-        return value
+        return KeyRing.checked_setting(value)
 
     @cached_property
     def key_ring(self) -> KeyRing:
