@@ -13,10 +13,11 @@ WORKDIR /app
 COPY constraints.txt ./
 COPY libs ./libs
 COPY services ./services
+COPY sandbox ./sandbox
 RUN /opt/venv/bin/pip install -c constraints.txt \
         -e libs/common -e services/integrations -e services/orders \
-        -e services/webhook-dispatcher -e services/gateway -e libs/devstack \
- && /opt/venv/bin/python -m compileall -q /app/libs /app/services
+        -e services/webhook-dispatcher -e services/gateway -e libs/devstack -e sandbox \
+ && /opt/venv/bin/python -m compileall -q /app/libs /app/services /app/sandbox
 
 FROM python:3.11-slim AS runtime
 # No build tools, caches or tests in the final stage: only the virtualenv and the source tree.

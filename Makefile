@@ -2,7 +2,7 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-PACKAGES := -e libs/common -e services/integrations -e services/orders -e services/webhook-dispatcher -e services/gateway -e libs/devstack
+PACKAGES := -e libs/common -e services/integrations -e services/orders -e services/webhook-dispatcher -e services/gateway -e libs/devstack -e sandbox
 STAMP := $(VENV)/.installed
 # NAME (and make key-*'s TENANT, KEY, SCOPE, GRACE_HOURS) and POSINT_RUN_DIR reach the recipes verbatim, through the environment: make never expands
 # them (a command-line `$(shell ...)` would run) and no shell ever parses them.
@@ -12,7 +12,7 @@ export POSINT_RUN_DIR
 
 .PHONY: run test bench tenant key-create key-list key-rotate key-revoke install clean
 
-$(STAMP): constraints.txt requirements-dev.txt libs/common/pyproject.toml libs/devstack/pyproject.toml services/*/pyproject.toml
+$(STAMP): constraints.txt requirements-dev.txt libs/common/pyproject.toml libs/devstack/pyproject.toml services/*/pyproject.toml sandbox/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -r requirements-dev.txt $(PACKAGES)
 	touch $(STAMP)
