@@ -58,6 +58,9 @@ DELETE_INTEGRATION = "posint.integrations.delete-integration.v1"
 INTEGRATION_CREATED = "posint.integrations.integration-created.v1"
 INTEGRATION_UPDATED = "posint.integrations.integration-updated.v1"
 INTEGRATION_DEACTIVATED = "posint.integrations.integration-deactivated.v1"
+SYNC_STARTED = "posint.integrations.sync-started.v1"
+SYNC_COMPLETED = "posint.integrations.sync-completed.v1"
+SYNC_FAILED = "posint.integrations.sync-failed.v1"
 
 
 def utc_seconds(value: datetime) -> str:

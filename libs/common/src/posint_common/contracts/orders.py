@@ -20,6 +20,15 @@ REJECT_EXTERNAL_ORDER = "posint.orders.reject-external-order.v1"
 ORDER_CREATED = "posint.orders.order-created.v1"
 ORDER_UPDATED = "posint.orders.order-updated.v1"
 ORDER_REJECTED = "posint.orders.order-rejected.v1"
+ORDER_ACCEPTED = "posint.orders.order-accepted.v1"
+ORDER_INJECTED = "posint.orders.order-injected.v1"
+ORDER_INJECTION_FAILED = "posint.orders.order-injection-failed.v1"
+ORDER_READY = "posint.orders.order-ready.v1"
+ORDER_CANCELLED = "posint.orders.order-cancelled.v1"
+ORDER_EXPIRED = "posint.orders.order-expired.v1"
+ORDER_COMPLETED = "posint.orders.order-completed.v1"
+ORDER_FAILED = "posint.orders.order-failed.v1"
+PAYMENT_COMPLETED = "posint.orders.payment-completed.v1"
 
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 100
