@@ -10,7 +10,7 @@ unexport NAME TENANT KEY SCOPE GRACE_HOURS
 override POSINT_RUN_DIR := $(or $(value POSINT_RUN_DIR),.run)
 export POSINT_RUN_DIR
 
-.PHONY: run test bench tenant key-create key-list key-rotate key-revoke install clean
+.PHONY: run test bench tenant key-create key-list key-rotate key-revoke install clean order
 
 $(STAMP): constraints.txt requirements-dev.txt libs/common/pyproject.toml libs/devstack/pyproject.toml services/*/pyproject.toml sandbox/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# a test order on the sandbox DoorDash of the running stack, pushed signed to its inbound URL
+order: $(STAMP)
+	@$(BIN)/python -m posint_devstack.order
 
 tenant: export POSINT_TENANT_NAME := $(value NAME)
 tenant: $(STAMP)

@@ -2,9 +2,10 @@
 
 Env: BENCH_DURATION_S (per load run, default 10), BENCH_WARMUP_S (default 2), BENCH_IDLE_S
 (default 60); SOAK_DURATION_S (default 300), SOAK_WINDOW_S (default 30), SOAK_CONCURRENCY (default
-32); BENCH_ONLY picks parts (comma list of load, floor, idle, soak; default all four, in that
-order; load and floor run together, stack and floor in turn at each concurrency, so that their
-ratios compare the same minutes); BENCH_GATEWAY_URL + BENCH_API_KEY + BENCH_DATABASE_URL reuse a
+32); BENCH_ONLY picks parts (comma list of load, floor, gateway, ingest, idle, soak; default all, in
+that order; gateway: bench.gateway_features, ingest: bench.ingest with its INGEST_* variables; load
+and floor run together, stack and floor in turn at each concurrency, so that their ratios compare
+the same minutes); BENCH_GATEWAY_URL + BENCH_API_KEY + BENCH_DATABASE_URL reuse a
 running stack (+ BENCH_KAFKA_BOOTSTRAP_SERVERS for the floor). The KAFKA_* variables are passed
 through to the services the launcher starts and to the floor's processes (bench.floor).
 """
@@ -21,12 +22,12 @@ from pathlib import Path
 from posint_common.devstack.processes import free_port
 from posint_common.settings import KafkaSettings
 
-from bench import cpu, floor, idle, load, stack, stages
+from bench import accept, cpu, fanout, floor, gateway_features, idle, ingest, load, stack, stages
 
 ROOT = Path(__file__).resolve().parents[1]
 PATH = "/api/v1/integrations"
 PACING = ("kafka_fetch_wait_busy_ms", "kafka_fetch_wait_idle_ms", "kafka_busy_window_ms")
-PARTS = ("load", "floor", "idle", "soak")
+PARTS = ("load", "floor", "gateway", "ingest", "accept", "fanout", "idle", "soak")  # accept: bench.accept (ACCEPT_* there); fanout: bench.fanout (FANOUT_* there)
 TARGETS = ("stack", "floor", "baseline")  # printed in this order
 FLOOR_THROUGHPUT_GOAL = 0.8  # stack/floor req/s at concurrency 32 (issue 11)
 FLOOR_LATENCY_GOAL = 1.3  # stack/floor p50 at concurrency 1
@@ -230,6 +231,17 @@ def run_idle(info: stack.StackInfo, settings: dict[str, int], idle_s: float) -> 
     return idle_report(idle_cpu, idle_s) + f"\n\nfirst request after idle (pays the in-flight idle fetch waits): {cold:.0f} ms"
 
 
+def run_ingest(info: stack.StackInfo) -> str:
+    """bench.ingest, with the stack's processes (CPU per order, py-spy) and health URLs (stages) when known."""
+    try:
+        cpu.stack_processes(info.gateway_url, info.database_url)
+        find = lambda: cpu.stack_processes(info.gateway_url, info.database_url)  # noqa: E731
+    except RuntimeError:
+        find = None
+    return asyncio.run(ingest.scenario(info.gateway_url, info.api_key, info.database_url, find,
+                                       stages.health_urls(info.run_dir)))
+
+
 def run_soak(info: stack.StackInfo) -> str:
     duration, window = env_float("SOAK_DURATION_S", 300), env_float("SOAK_WINDOW_S", 30)
     concurrency = int(env_float("SOAK_CONCURRENCY", 32))
@@ -256,6 +268,14 @@ def main() -> int:
                 continue
             if part in ("load", "floor"):
                 sections.append(run_load(info, settings, duration, warmup, chosen))
+            elif part == "gateway":
+                sections.append(gateway_features.run(info, duration, warmup))
+            elif part == "accept":
+                sections.append(accept.run(info, duration, warmup))
+            elif part == "fanout":
+                sections.append(fanout.run(info))
+            elif part == "ingest":
+                sections.append(run_ingest(info))
             elif part == "idle":
                 sections.append(run_idle(info, settings, idle_s))
             else:

@@ -121,14 +121,14 @@ def settings_models() -> dict[str, type]:
     """The settings model each runnable module loads (its ``__main__`` calls load_settings on it)."""
     from gateway.config import GatewaySettings
     from integrations.config import IntegrationsSettings
-    from posint_common.settings import ServiceSettings
+    from orders.config import OrdersSettings
     from posint_devstack.setup import SetupSettings
     from webhook_dispatcher.config import WebhooksSettings
 
     return {
         "gateway": GatewaySettings,
         "integrations": IntegrationsSettings,
-        "orders": ServiceSettings,
+        "orders": OrdersSettings,
         "webhook_dispatcher": WebhooksSettings,
         "posint_devstack.setup": SetupSettings,
     }

@@ -49,7 +49,7 @@ def test_secrets_come_only_from_the_env_file(ops, compose_env, secret):
 
 async def test_each_service_environment_is_valid_for_its_own_settings_model(ops, compose, monkeypatch):
     models = ops.settings_models()
-    services = posint_services(compose)
+    services = {name: spec for name, spec in posint_services(compose).items() if not spec.get("profiles")}
     assert set(services) == {"setup", "integrations", "orders", "webhook-dispatcher", "gateway"}
     for name, spec in services.items():
         module = ops.module_of(spec["command"])
@@ -75,6 +75,35 @@ async def test_each_service_environment_is_valid_for_its_own_settings_model(ops,
                 await producer.stop()
 
 
+def test_the_sandbox_profile_runs_the_simulators_from_the_same_image(ops, compose, monkeypatch):
+    """`--profile sandbox`: the fake platforms (127.0.0.1 only) inside the integrations container's network
+    namespace, so integrations reaches them on its loopback; the reference POS on Kafka. Each one's
+    environment is valid for its own settings, and each healthcheck asks the port those settings give."""
+    from sandbox.platforms.settings import SandboxSettings
+    from sandbox.pos.settings import PosSettings
+
+    services = {name: spec for name, spec in posint_services(compose).items() if "sandbox" in spec.get("profiles", ())}
+    by_module = {ops.module_of(spec["command"]): spec for spec in services.values()}
+    assert set(by_module) == {"sandbox.platforms", "sandbox.pos"}
+
+    platforms = by_module["sandbox.platforms"]
+    assert platforms["network_mode"] == "service:integrations" and "ports" not in platforms
+    settings = SandboxSettings.from_env({key: str(value) for key, value in platforms["environment"].items()})
+    assert f"127.0.0.1:{settings.port}/readyz" in " ".join(platforms["healthcheck"]["test"])
+
+    pos = by_module["sandbox.pos"]
+    env = {key: str(value) for key, value in pos["environment"].items()}
+    assert not {key for key in env if key.lower() not in PosSettings.model_fields}
+    for field in PosSettings.model_fields:
+        monkeypatch.delenv(field.upper(), raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    pos_settings = PosSettings()
+    assert pos_settings.kafka_bootstrap_servers == "kafka:9092" and not pos_settings.kafka_roll_topics
+    assert f"127.0.0.1:{pos_settings.pos_control_port}/readyz" in " ".join(pos["healthcheck"]["test"])
+    assert pos["depends_on"]["setup"]["condition"] == "service_completed_successfully"  # pos.orders exists first
+
+
 def test_services_start_in_order_on_health(compose):
     services = compose["services"]
     for name in ("postgres", "kafka"):
@@ -85,7 +114,7 @@ def test_services_start_in_order_on_health(compose):
     assert services["setup"]["command"] == ["python", "-m", "posint_devstack.setup"]
     assert services["setup"]["restart"] == "no"
     for name, spec in posint_services(compose).items():
-        if name == "setup":
+        if name == "setup" or spec.get("profiles"):  # the sandbox's: test_the_sandbox_profile_...
             continue
         assert spec["depends_on"]["setup"] == {"condition": "service_completed_successfully"}, name
         probe = " ".join(spec["healthcheck"]["test"])

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import yaml
 from pydantic.json_schema import models_json_schema
 
-from posint_common.contracts import MESSAGE_MODELS, inbound, integrations, orders, replies, tenants, topics, webhooks
+from posint_common.contracts import MESSAGE_MODELS, inbound, integrations, orders, pos, replies, tenants, topics, webhooks
 from posint_common.envelope import CONTENT_TYPE_HEADER, HEADER_PREFIX, JSON_CONTENT_TYPE, SPECVERSION
 from posint_common.kafka import DEFAULT_PARTITIONS
 
@@ -37,23 +37,36 @@ CHANNELS = (
     Channel(topics.GATEWAY_REPLIES, "every service", (), "the request's subject, when it had one", (replies.REPLY,), "reply"),
     Channel(topics.GATEWAY_EVENTS, "gateway", (), "tenant id", (tenants.TENANT_CREATED,), "event"),
     Channel(topics.INTEGRATIONS_QUERIES, "gateway", ("integrations.queries",), "integration id (get), none (list)",
-            (integrations.LIST_INTEGRATIONS, integrations.GET_INTEGRATION), "query"),
+            (integrations.LIST_INTEGRATIONS, integrations.GET_INTEGRATION, integrations.LIST_SYNC_RUNS,
+             integrations.GET_SYNC_RUN), "query"),
     Channel(topics.INTEGRATIONS_COMMANDS, "gateway", ("integrations.commands",), "integration id",
             (integrations.CREATE_INTEGRATION, integrations.UPDATE_INTEGRATION, integrations.DELETE_INTEGRATION,
-             inbound.RECEIVE_INBOUND_ORDER), "command"),
+             inbound.RECEIVE_INBOUND_ORDER, integrations.START_SYNC), "command"),
     Channel(topics.INTEGRATIONS_EVENTS, "integrations", ("webhook-dispatcher.events", "orders.events"),
-            "integration id; `<integration id>/<external id>` for order-received",
+            "integration id; `<integration id>/<external id>` for order-received and order-cancelled",
             (integrations.INTEGRATION_CREATED, integrations.INTEGRATION_UPDATED, integrations.INTEGRATION_DEACTIVATED,
-             inbound.ORDER_RECEIVED), "event"),
+             inbound.ORDER_RECEIVED, orders.PLATFORM_ORDER_CANCELLED, integrations.SYNC_STARTED,
+             integrations.SYNC_COMPLETED, integrations.SYNC_FAILED, integrations.ORDER_STATUS_PUSHED), "event"),
     Channel(topics.ORDERS_QUERIES, "gateway", ("orders.queries",), "order id (get), none (list)",
             (orders.LIST_EXTERNAL_ORDERS, orders.GET_EXTERNAL_ORDER), "query"),
-    Channel(topics.ORDERS_COMMANDS, "gateway", ("orders.commands",), "order id", (orders.REJECT_EXTERNAL_ORDER,), "command"),
-    Channel(topics.ORDERS_EVENTS, "orders", ("webhook-dispatcher.events",), "order id",
-            (orders.ORDER_CREATED, orders.ORDER_UPDATED, orders.ORDER_REJECTED), "event"),
-    Channel(topics.WEBHOOKS_QUERIES, "gateway", ("webhook-dispatcher.queries",), "webhook endpoint id (get), none (list)",
-            (webhooks.LIST_WEBHOOKS, webhooks.GET_WEBHOOK), "query"),
+    Channel(topics.ORDERS_COMMANDS, "gateway", ("orders.commands",), "order id",
+            (orders.REJECT_EXTERNAL_ORDER, orders.ACCEPT_EXTERNAL_ORDER, orders.RETRY_INJECTION, orders.MARK_READY,
+             orders.COMPLETE_EXTERNAL_ORDER, orders.CANCEL_EXTERNAL_ORDER), "command"),
+    Channel(topics.ORDERS_EVENTS, "orders", ("webhook-dispatcher.events", "integrations.orders"), "order id",
+            (orders.ORDER_CREATED, orders.ORDER_UPDATED, orders.ORDER_REJECTED, orders.ORDER_ACCEPTED,
+             orders.ORDER_INJECTED, orders.ORDER_INJECTION_FAILED, orders.ORDER_READY, orders.ORDER_CANCELLED,
+             orders.ORDER_EXPIRED, orders.ORDER_COMPLETED, orders.PAYMENT_COMPLETED), "event"),
+    # The restaurant's POS reads pos.orders through its own consumer group (not a posint service's;
+    # the reference POS in sandbox/ uses pos.reference) and answers on pos.order-events.
+    Channel(topics.POS_ORDERS, "orders", (), "order id", (pos.INJECT_ORDER, pos.CANCEL_ORDER), "command"),
+    Channel(topics.POS_ORDER_EVENTS, "the restaurant's POS", ("orders.pos",), "order id",
+            (pos.ORDER_INJECTED, pos.ORDER_INJECTION_FAILED, pos.ORDER_PREPARING, pos.ORDER_READY,
+             pos.ORDER_COMPLETED, pos.ORDER_CANCELLED, pos.PAYMENT_COMPLETED), "event"),
+    Channel(topics.WEBHOOKS_QUERIES, "gateway", ("webhook-dispatcher.queries",), "webhook endpoint id (get, deliveries), none (list)",
+            (webhooks.LIST_WEBHOOKS, webhooks.GET_WEBHOOK, webhooks.LIST_DELIVERIES), "query"),
     Channel(topics.WEBHOOKS_COMMANDS, "gateway", ("webhook-dispatcher.commands",), "webhook endpoint id (none: create)",
-            (webhooks.CREATE_WEBHOOK, webhooks.UPDATE_WEBHOOK, webhooks.DELETE_WEBHOOK, webhooks.TEST_WEBHOOK), "command"),
+            (webhooks.CREATE_WEBHOOK, webhooks.UPDATE_WEBHOOK, webhooks.DELETE_WEBHOOK, webhooks.TEST_WEBHOOK,
+             webhooks.ROTATE_SECRET, webhooks.RETRY_DELIVERY, webhooks.RECOVER_WEBHOOK), "command"),
     Channel(topics.WEBHOOKS_EVENTS, "webhook-dispatcher", (), "webhook endpoint id", (), "event"),
 )
 

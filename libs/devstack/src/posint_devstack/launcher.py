@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import asyncpg
 
+from integrations.adapters.vault import KeyRing as IntegrationsKeyRing
 from integrations.keys import ensure_dev_keys
 from posint_common import vault
 from posint_common.contracts import topics
@@ -65,6 +66,7 @@ class Config:
     topic_partitions: int
     database_url: str  # empty: start the embedded Postgres
     bootstrap_servers: str  # empty: start the embedded broker
+    sandbox_port: int = 0  # the fake platforms (sandbox.platforms); 0: a free port, shown and in stack.env
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -75,6 +77,7 @@ class Config:
             topic_partitions=whole_number(env, "KAFKA_TOPIC_PARTITIONS", DEFAULT_PARTITIONS, 1, 1000),
             database_url=env.get("DATABASE_URL", ""),
             bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", ""),
+            sandbox_port=whole_number(env, "SANDBOX_PLATFORMS_PORT", 0, 0, 65535),
         )
 
 
@@ -190,6 +193,8 @@ class Stack:
         self.postgres: EmbeddedPostgres | None = None
         self.broker: EmbeddedBroker | None = None
         self.services: list[Service] = []
+        self.sandbox: Service | None = None
+        self.pos: Service | None = None  # the reference POS (sandbox.pos)
 
     @property
     def gateway_url(self) -> str:
@@ -197,6 +202,7 @@ class Stack:
 
     async def preflight(self) -> None:
         check_port_free(self.config.gateway_host, self.gateway_port, "gateway", "GATEWAY_PORT")
+        check_port_free("127.0.0.1", self.config.sandbox_port, "sandbox platforms", "SANDBOX_PLATFORMS_PORT")
         if self.database_url:
             await check_postgres(self.database_url)
 
@@ -217,8 +223,42 @@ class Stack:
             where = "the embedded broker" if self.broker else "the Kafka broker (KAFKA_BOOTSTRAP_SERVERS)"
             raise StartError(f"cannot reach {where} at {self.bootstrap_servers}: {error}") from None
 
+    async def start_sandbox(self) -> None:
+        """The fake delivery and accounting platforms the demo integrations talk to (sandbox/)."""
+        self.sandbox = Service("sandbox.platforms", self.run_dir / "logs" / "sandbox-platforms.log",
+                               {"SANDBOX_PLATFORMS_PORT": str(self.config.sandbox_port)})
+        self.sandbox.start()
+        if not await until_ready(self.sandbox, READY_TIMEOUT_S):
+            raise StartError(f"the sandbox platforms did not start: {self.sandbox.last_words()} (log: {self.sandbox.log_path})")
+        self.sandbox.env["SANDBOX_PLATFORMS_PORT"] = str(self.sandbox.bound_ports()["http"])  # kept across restarts
+        say(f"sandbox platforms on {self.sandbox_url} (control: {self.sandbox_url}/<provider>/_control/state)")
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://127.0.0.1:{self.sandbox.env['SANDBOX_PLATFORMS_PORT']}" if self.sandbox else ""
+
+    def start_pos(self) -> None:
+        """The reference POS: injects accepted orders from pos.orders, answers on pos.order-events."""
+        self.pos = Service("sandbox.pos", self.run_dir / "logs" / "sandbox-pos.log",
+                           {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+                            "POS_CONTROL_PORT": os.environ.get("POS_CONTROL_PORT", "0")})
+        self.pos.start()
+
+    async def pos_ready(self) -> None:
+        if not await until_ready(self.pos, READY_TIMEOUT_S):
+            raise StartError(f"the reference POS did not start: {self.pos.last_words()} (log: {self.pos.log_path})")
+        self.pos.env["POS_CONTROL_PORT"] = str(self.pos.bound_ports()["control"])  # kept across restarts
+        say(f"reference POS: control {self.pos_url}/state (PUT /behaviour, POST /orders/<id>/ready|completed ...)")
+
+    @property
+    def pos_url(self) -> str:
+        return f"http://127.0.0.1:{self.pos.env['POS_CONTROL_PORT']}" if self.pos else ""
+
+    def integrations_keys(self) -> str:
+        return os.environ.get("INTEGRATIONS_ENCRYPTION_KEYS") or ensure_dev_keys(self.run_dir / "integrations-keys")
+
     def start_services(self) -> None:
-        keys = os.environ.get("INTEGRATIONS_ENCRYPTION_KEYS") or ensure_dev_keys(self.run_dir / "integrations-keys")
+        keys = self.integrations_keys()
         env = {"DATABASE_URL": self.database_url, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
                "GATEWAY_PORT": str(self.gateway_port), "INTEGRATIONS_ENCRYPTION_KEYS": keys,
                # outbound HTTP (webhooks) may reach only this machine's receivers (posint_common.egress)
@@ -270,12 +310,18 @@ class Stack:
         lines = [f"LAUNCHER_PID={os.getpid()}", f"DATABASE_URL={self.database_url}",
                  f"KAFKA_BOOTSTRAP_SERVERS={self.bootstrap_servers}", f"GATEWAY_URL={self.gateway_url}"]
         lines += [f"{s.module.upper()}_HEALTH_URL={s.health_url}" for s in self.services]
+        lines += [f"SANDBOX_PLATFORMS_URL={self.sandbox_url}"] if self.sandbox else []
+        lines += [f"SANDBOX_POS_URL={self.pos_url}"] if self.pos else []
         write_private(self.run_dir / ENV_FILE, "\n".join(lines) + "\n")  # a DATABASE_URL may hold a password
 
     def stop(self) -> None:
         (self.run_dir / ENV_FILE).unlink(missing_ok=True)
         for service in reversed(self.services):
             terminate(service.process, SERVICE_STOP_TIMEOUT_S)
+        if self.pos and self.pos.process:
+            terminate(self.pos.process, SERVICE_STOP_TIMEOUT_S)
+        if self.sandbox and self.sandbox.process:
+            terminate(self.sandbox.process, SERVICE_STOP_TIMEOUT_S)
         if self.broker:
             self.broker.stop()
         if self.postgres:
@@ -305,16 +351,20 @@ async def run(stack: Stack) -> None:
     await stack.preflight()
     stack.start_infrastructure()
     await stack.create_topics()
-    api_key = await seed_demo(stack.database_url, stack.run_dir / "api-key")
+    await stack.start_sandbox()
+    api_key = await seed_demo(stack.database_url, stack.run_dir / "api-key", stack.sandbox_url,
+                              IntegrationsKeyRing.parse(stack.integrations_keys()))
     if api_key:
         say(f"seeded demo tenant 'demo'; API key (also in {stack.run_dir / 'api-key'}):")
         print(api_key, flush=True)
     stack.start_services()
+    stack.start_pos()
     await stack.wait_ready()
+    await stack.pos_ready()
     stack.write_env()
     say(f"logs in {stack.run_dir / 'logs'}; connection details in {stack.run_dir / ENV_FILE}")
     say(f"gateway ready: {stack.gateway_url}  (try: curl -H \"Authorization: Bearer $(cat {stack.run_dir}/api-key)\" {stack.gateway_url}/api/v1/integrations)")
-    await asyncio.gather(*(stack.keep_running(service) for service in stack.services))
+    await asyncio.gather(*(stack.keep_running(service) for service in [*stack.services, stack.sandbox, stack.pos]))
 
 
 def hold_run_dir(run_dir: Path) -> IO | None:
@@ -374,7 +424,7 @@ def main() -> int:
         say(f"failed: {error}")
         return 1
     finally:
-        if stack.services or stack.broker or stack.postgres:
+        if stack.services or stack.broker or stack.postgres or stack.sandbox:
             say("stopping")
             stack.stop()
             say("stopped")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from posint_common.log import get_logger
 from posint_common.runtime import ServiceRuntime, bound_port
 
 from gateway import SCHEMA
@@ -18,6 +19,7 @@ from gateway.tenants import Authenticator
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 NAME = "gateway"
+log = get_logger(__name__)
 
 
 async def bootstrap(settings: GatewaySettings) -> ServiceRuntime:
@@ -32,7 +34,11 @@ async def bootstrap(settings: GatewaySettings) -> ServiceRuntime:
     lock_s = (settings.kafka_request_timeout_ms + settings.reply_timeout_ms) / 1000 + 15
     idempotency = IdempotencyStore(runtime.pool, ttl_s=settings.idempotency_ttl_hours * 3600, lock_s=lock_s)
     limiter = KeyLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, settings.max_in_flight_per_key)
-    runner = EdgeRunner(create_app(requester, authenticator, settings.max_body_bytes, idempotency, limiter))
+    if not settings.request_controls:  # the bench's "foundation" gateway: what idempotency, limits and scopes cost
+        log.warning("request_controls_off", detail="no idempotency keys, rate limits or scopes: bench only")
+        idempotency = limiter = None
+    runner = EdgeRunner(create_app(requester, authenticator, settings.max_body_bytes, idempotency, limiter,
+                                   settings.request_controls))
     purger: asyncio.Task | None = None
 
     async def start_http() -> None:
@@ -40,9 +46,10 @@ async def bootstrap(settings: GatewaySettings) -> ServiceRuntime:
         await requester.start()
         for task in requester.tasks:
             runtime.supervise(task)
-        purger = asyncio.create_task(idempotency.purge_forever(settings.idempotency_purge_interval_s), name="idempotency-purger")
-        runtime.tasks.append(purger)  # cancelled at stop
-        runtime.supervise(purger)
+        if idempotency is not None:
+            purger = asyncio.create_task(idempotency.purge_forever(settings.idempotency_purge_interval_s), name="idempotency-purger")
+            runtime.tasks.append(purger)  # cancelled at stop
+            runtime.supervise(purger)
         await runner.setup()
         site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
         await site.start()

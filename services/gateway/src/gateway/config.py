@@ -16,3 +16,6 @@ class GatewaySettings(ServiceSettings):
     rate_limit_per_second: float = Field(default=100.0, gt=0, le=1_000_000)  # per key and gateway process
     rate_limit_burst: int = Field(default=200, ge=1, le=1_000_000)  # bucket size: requests allowed at once after a quiet spell
     max_in_flight_per_key: int = Field(default=64, ge=1, le=100_000)  # past it: 429
+    # False: no Idempotency-Key handling, no per-key limits or RateLimit-* headers, no scopes (a read key
+    # may write): the foundation's gateway, only so `make bench` can measure what they cost. Never in production.
+    request_controls: bool = True

@@ -30,10 +30,18 @@ class Tenant:
     key: str
 
 
+# Sync runs and platform pushes on a compressed schedule: polls, retries and timeouts in fractions of a second.
+FAST_PLATFORM_CALLS = {"sync_poll_interval_ms": 100, "push_poll_interval_ms": 100, "push_retry_initial_ms": 100,
+                       "push_retry_max_s": 1, "provider_total_timeout_s": 2, "provider_attempts": 2,
+                       "provider_retry_wait_max_s": 0.2, "provider_deadline_s": 5,
+                       "status_push_deadline_s": 4}
+
+
 @pytest.fixture(scope="session")
 async def integrations_service(infra):
     keys = new_key_entry("test")  # the key ring is explicit configuration, never a default
-    runtime = await started(integrations_bootstrap(infra.settings(IntegrationsSettings, integrations_encryption_keys=keys)))
+    settings = infra.settings(IntegrationsSettings, integrations_encryption_keys=keys, **FAST_PLATFORM_CALLS)
+    runtime = await started(integrations_bootstrap(settings))
     yield runtime
     await runtime.stop()
 

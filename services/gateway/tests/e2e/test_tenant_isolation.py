@@ -93,10 +93,17 @@ async def make_external_order(api, owner: Tenant, made: dict) -> int:
     return listed[0]["id"]
 
 
+async def make_sync_run(api, owner: Tenant, made: dict) -> int:
+    """A sync of the owner's custom integration (push only: the run fails at once, and exists)."""
+    integration_id = await owned_id(api, owner, made, "/integrations")
+    return (await call(api, owner, "POST", f"/integrations/{integration_id}/sync"))["data"]["id"]
+
+
 MAKERS: dict[str, Callable[..., Awaitable[int]]] = {
     "/integrations": make_integration,
     "/webhooks": make_webhook,
     "/external-orders": make_external_order,
+    "/sync-runs": make_sync_run,
 }
 
 
@@ -128,6 +135,7 @@ def test_the_table_has_routes_to_try():
 async def test_another_tenants_id_is_not_found(api, owner_and_other, made, endpoint: Endpoint):
     owner, other = owner_and_other
     path = API_PREFIX + endpoint.path.replace("{id}", str(await owned_id(api, owner, made, collection_of(endpoint))))
+    path = path.replace("{message_id}", "msg_isolation")  # any well-formed id: the endpoint is the owner's
     headers = {**bearer(other), "Idempotency-Key": uuid.uuid4().hex}
     async with api.request(endpoint.method, path, json=valid_body(endpoint), headers=headers) as response:
         assert (response.status, response.content_type) == (404, "application/problem+json"), await response.text()

@@ -1,8 +1,9 @@
 from posint_common.runtime import main
-from posint_common.settings import ServiceSettings, load_settings
+from posint_common.settings import load_settings
 
 from orders.bootstrap import NAME, bootstrap
+from orders.config import OrdersSettings
 
 if __name__ == "__main__":
-    settings = load_settings(ServiceSettings)
+    settings = load_settings(OrdersSettings)
     main(NAME, lambda: bootstrap(settings), settings)

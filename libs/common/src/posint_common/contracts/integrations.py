@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from enum import Enum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -211,3 +212,137 @@ class IntegrationDeactivated(BaseModel):
     integration_type: str
     provider: str
     deactivated_at: UtcSeconds
+
+
+# --- Sync runs ------------------------------------------------------------------------------------
+# A command starts a run (integrations.commands, key = integration id); the integrations service
+# runs it in the background and reports on integrations.events (key = integration id). Two queries
+# read the runs (integrations.queries).
+
+START_SYNC = "posint.integrations.start-sync.v1"  # payload: IntegrationRef
+LIST_SYNC_RUNS = "posint.integrations.list-sync-runs.v1"
+GET_SYNC_RUN = "posint.integrations.get-sync-run.v1"
+
+
+class SyncStatus(str, Enum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class ListSyncRuns(BaseModel):
+    """Query: a page of one integration's sync runs, newest first; ``after_id`` is the last id of the
+    previous page (runs started meanwhile never shift a page)."""
+
+    integration_id: PgId
+    limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    after_id: PgId | None = None
+
+
+class SyncRunRef(BaseModel):
+    """Query ``get-sync-run``: one run by id."""
+
+    id: PgId
+
+
+class SyncRunStarted(BaseModel):
+    """The answer of ``POST /integrations/{id}/sync`` (the contract's shape): the run just started,
+    or the one already running."""
+
+    id: PgId
+    integration_id: PgId
+    status: SyncStatus
+    started_at: UtcSeconds
+
+
+class SyncRunStartedDocument(BaseModel):
+    data: SyncRunStarted
+
+
+class SyncCounts(BaseModel):
+    fetched: int = Field(default=0, description="Orders the platform listed since the last watermark.")
+    created: int = Field(default=0, description="New orders handed over.")
+    updated: int = Field(default=0, description="Known orders the platform changed, handed over again.")
+    duplicates: int = Field(default=0, description="Orders already known with the same content: nothing done.")
+    failed: int = Field(default=0, description="Orders that could not be parsed (kept for inspection).")
+
+
+class SyncRun(BaseModel):
+    """One sync run with its counts; ``error`` and ``finished_at`` null while it runs."""
+
+    id: PgId
+    integration_id: PgId
+    status: SyncStatus
+    counts: SyncCounts
+    error: str | None = None
+    started_at: UtcSeconds
+    finished_at: UtcSeconds | None = None
+
+
+class SyncRunDocument(BaseModel):
+    data: SyncRun
+
+
+class SyncRunList(BaseModel):
+    data: list[SyncRun]
+
+
+class SyncStarted(BaseModel):
+    """Event: a sync run started."""
+
+    id: PgId = Field(description="The sync run.")
+    integration_id: PgId
+    provider: str
+    started_at: UtcSeconds
+
+
+class SyncCompleted(BaseModel):
+    """Event: a sync run succeeded (``integration.sync.completed`` for webhooks)."""
+
+    id: PgId = Field(description="The sync run.")
+    integration_id: PgId
+    provider: str
+    started_at: UtcSeconds
+    completed_at: UtcSeconds
+    counts: SyncCounts
+
+
+class SyncFailed(BaseModel):
+    """Event: a sync run failed, or was cut off by a crash (``integration.sync.failed`` for webhooks)."""
+
+    id: PgId = Field(description="The sync run.")
+    integration_id: PgId
+    provider: str
+    error: str
+    started_at: UtcSeconds
+    failed_at: UtcSeconds
+    counts: SyncCounts
+
+
+# --- Status sent back to the platforms ------------------------------------------------------------
+# The integrations service sends an order's status (from the orders service's events) back to its
+# delivery platform, retrying until the platform's deadline, and reports the outcome on
+# integrations.events (key ``<integration id>/<external id>``, like order-received), for the
+# orders service to record on the order.
+
+ORDER_STATUS_PUSHED = "posint.integrations.order-status-pushed.v1"
+
+
+class PushOutcome(str, Enum):
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OrderStatusPushed(BaseModel):
+    """Event: the platform was told an order's status (``sent``), or could not be told before its
+    deadline or refused it (``failed``, with ``error``)."""
+
+    integration_id: PgId
+    provider: str
+    order_id: PgId = Field(description="The order's id at the orders service.")
+    external_id: str
+    status: str = Field(description="What the platform was told: accepted, rejected, ready, cancelled or expired.")
+    outcome: PushOutcome
+    attempts: int
+    error: str | None = None
+    finished_at: UtcSeconds

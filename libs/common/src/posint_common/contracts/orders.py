@@ -7,7 +7,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from posint_common.contracts.inbound import Currency, Customer, Fulfillment, Money, OrderItem
 from posint_common.contracts.integrations import UtcSeconds
@@ -29,6 +29,14 @@ ORDER_EXPIRED = "posint.orders.order-expired.v1"
 ORDER_COMPLETED = "posint.orders.order-completed.v1"
 ORDER_FAILED = "posint.orders.order-failed.v1"
 PAYMENT_COMPLETED = "posint.orders.payment-completed.v1"
+ACCEPT_EXTERNAL_ORDER = "posint.orders.accept-external-order.v1"
+RETRY_INJECTION = "posint.orders.retry-injection.v1"
+MARK_READY = "posint.orders.mark-ready.v1"
+COMPLETE_EXTERNAL_ORDER = "posint.orders.complete-external-order.v1"
+CANCEL_EXTERNAL_ORDER = "posint.orders.cancel-external-order.v1"
+# The platform cancelled an order (integrations.events, key = "<integration id>/<external id>", like
+# the order-received it follows): emitted by the integrations service, consumed by orders.
+PLATFORM_ORDER_CANCELLED = "posint.integrations.order-cancelled.v1"
 
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 100
@@ -108,6 +116,49 @@ class RejectExternalOrder(RejectOrderFields):
     id: PgId
 
 
+class AcceptOrderFields(BaseModel):
+    """Body of ``POST /external-orders/{id}/accept`` (optional): without a prep time the
+    integration's ``prep_time_minutes`` applies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prep_time_minutes: StrictInt | None = Field(default=None, ge=1, le=180)
+
+
+class AcceptExternalOrder(AcceptOrderFields):
+    """Command: the restaurant accepts a received order; it is injected into the POS."""
+
+    id: PgId
+
+
+class CancelOrderFields(BaseModel):
+    """Body of ``POST /external-orders/{id}/cancel``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=PRINTABLE)]
+
+
+class CancelExternalOrder(CancelOrderFields):
+    id: PgId
+
+
+class PlatformOrderCancelled(BaseModel):
+    """The platform cancelled one of its orders (before acceptance: cancelled; after it:
+    cancel_requested until the POS confirms)."""
+
+    integration_id: PgId
+    external_id: str
+    reason: str | None = None
+    cancelled_at: AwareDatetime | None = None
+
+
+class InjectionStatus(StrEnum):
+    PENDING = "pending"
+    INJECTED = "injected"
+    FAILED = "failed"
+
+
 # --- The order as the API and the events show it -------------------------------------------------
 
 
@@ -130,7 +181,9 @@ class ExternalOrder(BaseModel):
     currency: Currency
     notes: str | None = None
     accept_by: UtcSeconds | None = Field(default=None, description="Not accepted by then, the order expires.")
-    injection_status: str | None = Field(default=None, description="POS injection: null until accepted.")
+    injection_status: InjectionStatus | None = Field(
+        default=None, description="POS injection: null until accepted, then pending, injected or failed.")
+    injection_error: str | None = Field(default=None, description="Why the POS refused the order (when failed).")
     pos_order_id: str | None = None
     created_at: UtcSeconds
 
@@ -176,3 +229,31 @@ class OrderRejected(OrderEvent):
     unavailable_item_ids: list[str] | None = None
     rejected_at: UtcSeconds
 
+
+
+class OrderAccepted(OrderEvent):
+    """``order.accepted``: the restaurant (or auto-accept) took the order; the POS injection follows."""
+
+    prep_time_minutes: int
+    accepted_at: UtcSeconds
+
+
+class OrderInjectionFailed(OrderEvent):
+    """``order.injection_failed``: the POS refused the order (``POST .../retry-injection`` sends it again)."""
+
+    reason: str
+
+
+class OrderCancelled(OrderEvent):
+    """``order.cancelled``."""
+
+    source: ChangeSource
+    reason: str | None = None
+
+
+class PaymentCompleted(OrderEvent):
+    """``payment.completed``: the POS took the payment."""
+
+    amount: Money | None = None
+    currency: Currency | None = None
+    method: str | None = None

@@ -85,6 +85,9 @@ class _Strict(BaseModel):
 class _DeliveryConfig(_Strict):
     auto_accept: StrictBool = Field(default=False, description="Accept new orders without staff action.")
     prep_time_minutes: StrictInt = Field(default=15, ge=1, le=240, description="Default preparation time sent on accept.")
+    accept_window_seconds: StrictInt | None = Field(
+        default=None, ge=1, le=86_400, exclude_if=lambda value: value is None,  # unset: not shown, not stored
+        description="Seconds a new order may wait for acceptance before it expires (default: the provider's window).")
 
 
 class DoorDashConfig(_DeliveryConfig):

@@ -12,6 +12,8 @@ ORDERS_EVENTS = "orders.events"
 WEBHOOKS_COMMANDS = "webhooks.commands"
 WEBHOOKS_QUERIES = "webhooks.queries"
 WEBHOOKS_EVENTS = "webhooks.events"
+POS_ORDERS = "pos.orders"  # orders -> the restaurant's POS: inject-order, cancel-order (posint_common.contracts.pos)
+POS_ORDER_EVENTS = "pos.order-events"  # the POS's answers: injected, injection failed, preparing, ready...
 
 # The consumer group that answers what the gateway sends to each topic. When a reply is late, the
 # gateway asks whether that group got past the request at all: if not, the service is down (503).
@@ -35,6 +37,8 @@ CONSUMED = (
     WEBHOOKS_COMMANDS,
     WEBHOOKS_QUERIES,
     WEBHOOKS_EVENTS,
+    POS_ORDERS,
+    POS_ORDER_EVENTS,
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
 from pydantic_core import PydanticCustomError
 
 from posint_common.contracts.integrations import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, UtcSeconds
@@ -16,7 +16,31 @@ CREATE_WEBHOOK = "posint.webhooks.create-webhook.v1"
 UPDATE_WEBHOOK = "posint.webhooks.update-webhook.v1"
 DELETE_WEBHOOK = "posint.webhooks.delete-webhook.v1"
 TEST_WEBHOOK = "posint.webhooks.test-webhook.v1"  # payload: WebhookRef
+ROTATE_SECRET = "posint.webhooks.rotate-secret.v1"  # payload: WebhookRef
+LIST_DELIVERIES = "posint.webhooks.list-deliveries.v1"
+RETRY_DELIVERY = "posint.webhooks.retry-delivery.v1"
+RECOVER_WEBHOOK = "posint.webhooks.recover-webhook.v1"
 TEST_EVENT = "webhook.test"
+DISABLED_EVENT = "webhook.disabled"
+
+# The one table from the CloudEvents types the dispatcher consumes to the catalog's webhook names;
+# any other type on those topics is not a webhook and is ignored.
+EVENT_NAMES: dict[str, str] = {
+    "posint.orders.order-created.v1": "order.created",
+    "posint.orders.order-updated.v1": "order.updated",
+    "posint.orders.order-accepted.v1": "order.accepted",
+    "posint.orders.order-rejected.v1": "order.rejected",
+    "posint.orders.order-injected.v1": "order.injected",
+    "posint.orders.order-injection-failed.v1": "order.injection_failed",
+    "posint.orders.order-ready.v1": "order.ready",
+    "posint.orders.order-cancelled.v1": "order.cancelled",
+    "posint.orders.order-expired.v1": "order.expired",
+    "posint.orders.order-completed.v1": "order.completed",
+    "posint.orders.order-failed.v1": "order.failed",
+    "posint.orders.payment-completed.v1": "payment.completed",
+    "posint.integrations.sync-completed.v1": "integration.sync.completed",
+    "posint.integrations.sync-failed.v1": "integration.sync.failed",
+}
 
 MAX_URL_CHARS = 2048
 SECRET_PREFIX = "whsec_"
@@ -153,3 +177,104 @@ class DeliveryAttempt(BaseModel):
 
 class DeliveryAttemptDocument(BaseModel):
     data: DeliveryAttempt
+
+
+class FannedOutEvent(BaseModel):
+    """What the dispatcher needs of any event it fans out: the integration (to match endpoints) and,
+    where the envelope lacks it, the tenant. Everything else is passed on to the receiver."""
+
+    model_config = ConfigDict(extra="allow")
+
+    integration_id: PgId
+    tenant_id: str | None = None
+
+
+def webhook_data(payload: dict[str, Any]) -> dict[str, Any]:
+    """A webhook body's ``data`` from an event's payload: an order event's order as the API shows it
+    plus the event's own fields (``reason``, ``accepted_at`` ...); any other event's payload as it
+    is. The tenant is never shown (the receiver is the tenant)."""
+    rest = {name: value for name, value in payload.items() if name not in ("tenant_id", "order")}
+    if isinstance(payload.get("order"), dict):
+        rest.pop("integration_id", None)
+        return {**payload["order"], **rest}
+    return rest
+
+
+class NewSecret(BaseModel):
+    id: PgId
+    secret: str = Field(description="The new signing secret ('whsec_' + base64 of 32 random bytes). Shown only here.")
+    previous_secret_expires_at: UtcSeconds = Field(
+        description="Until then every message carries signatures with both the new and the previous secret.")
+
+
+class NewSecretDocument(BaseModel):
+    data: NewSecret
+
+
+class ListDeliveries(BaseModel):
+    """Query: a page of an endpoint's delivery attempts, newest first."""
+
+    id: PgId
+    limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    after_id: PgId | None = None
+
+
+MessageId = Annotated[str, Field(pattern=r"^msg_[A-Za-z0-9]{1,64}$", description="A message's webhook-id.")]
+
+
+class DeliveryRef(BaseModel):
+    """Command ``retry-delivery``: send one message to the endpoint again now."""
+
+    id: PgId
+    message_id: MessageId
+
+
+class RecoverFields(BaseModel):
+    """Body of ``POST /webhooks/{id}/recover``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: AwareDatetime = Field(description="Every message created since then that failed is sent again.")
+
+
+class RecoverWebhook(RecoverFields):
+    id: PgId
+
+
+class Delivery(BaseModel):
+    """One attempt in an endpoint's delivery log."""
+
+    id: PgId = Field(description="The attempt's id (the cursor of the next page).")
+    message_id: str
+    event_type: str
+    attempt: int = Field(description="1 for the first attempt of the message, 2 for its first retry ...")
+    attempted_at: UtcSeconds
+    outcome: str = Field(description="success, http_error, timeout, connect_error or ssrf_blocked")
+    status_code: int | None = None
+    latency_ms: float
+    error: str | None = None
+    response_body: str | None = Field(default=None, description="The first 1 KiB of the receiver's answer.")
+
+
+class DeliveryList(BaseModel):
+    data: list[Delivery]
+
+
+class Resend(BaseModel):
+    message_id: str
+    status: str = Field(description="pending: the message is sent again now")
+
+
+class ResendDocument(BaseModel):
+    data: Resend
+
+
+class Recovery(BaseModel):
+    id: PgId
+    webhook_id: PgId
+    since: UtcSeconds
+    messages: int = Field(description="Failed messages since then, sent again in batches from now on.")
+
+
+class RecoveryDocument(BaseModel):
+    data: Recovery

@@ -11,8 +11,11 @@ from gateway.tenants import Authenticator
 
 
 def create_app(requester: Requester, authenticator: Authenticator, max_body_bytes: int,
-               idempotency: IdempotencyStore | None = None, limiter: KeyLimiter | None = None) -> web.Application:
-    app = web.Application(middlewares=[request_context, authenticate, limit, authorize], client_max_size=max_body_bytes)
+               idempotency: IdempotencyStore | None = None, limiter: KeyLimiter | None = None,
+               controls: bool = True) -> web.Application:
+    """``controls=False`` (REQUEST_CONTROLS, for the bench only) leaves out the limit and scope middlewares."""
+    middlewares = [request_context, authenticate, limit, authorize] if controls else [request_context, authenticate]
+    app = web.Application(middlewares=middlewares, client_max_size=max_body_bytes)
     app[REQUESTER_KEY] = requester
     app[AUTHENTICATOR_KEY] = authenticator
     if idempotency is not None:

@@ -139,6 +139,7 @@ class Endpoint:
     errors: dict[int, str] = field(default_factory=dict)  # documented problems beyond the common ones
     auth: bool = True  # False: no API key; the owning service authenticates the request itself
     raw_body_limit: int | None = None  # set: the body is passed untouched (Call.raw), at most this many bytes; ``body`` only documents it
+    body_optional: bool = False  # the body may be left out entirely: then ``body()``, its defaults
 
     def __post_init__(self) -> None:
         if self.params is not None and not issubclass(self.params, QueryParams):
@@ -199,6 +200,33 @@ async def delete_integration(call: Call) -> web.Response:
     return reply_response(reply, call.request_id)
 
 
+class SyncRunPath(PathParams):
+    id: PgId = Field(description="Sync run id.")
+
+
+class ListSyncRunsParams(QueryParams):
+    limit: int = Field(default=integrations.DEFAULT_PAGE_SIZE, ge=1, le=integrations.MAX_PAGE_SIZE, description="Page size.")
+    after: PgId | None = Field(default=None, description="Return runs with an id smaller than this (cursor; newest first).")
+
+
+async def start_sync(call: Call) -> web.Response:
+    command = integrations.IntegrationRef(id=call.path.id)
+    reply = await call.ask(topics.INTEGRATIONS_COMMANDS, integrations.START_SYNC, command, subject=str(call.path.id))
+    return reply_response(reply, call.request_id)
+
+
+async def list_sync_runs(call: Call) -> web.Response:
+    params: ListSyncRunsParams = call.params
+    query = integrations.ListSyncRuns(integration_id=call.path.id, limit=params.limit, after_id=params.after)
+    reply = await call.ask(topics.INTEGRATIONS_QUERIES, integrations.LIST_SYNC_RUNS, query, subject=str(call.path.id))
+    return reply_response(reply, call.request_id, next_page_link(call, reply.body, params.limit))
+
+
+async def get_sync_run(call: Call) -> web.Response:
+    reply = await call.ask(topics.INTEGRATIONS_QUERIES, integrations.GET_SYNC_RUN, integrations.SyncRunRef(id=call.path.id))
+    return reply_response(reply, call.request_id)
+
+
 INBOUND_MAX_BYTES = 262_144
 """A push travels base64 in one command record and comes back, beside its normalized form, in one
 order-received event; at 256 KiB both stay well inside the broker's 1 MiB record limit."""
@@ -241,6 +269,27 @@ async def reject_external_order(call: Call) -> web.Response:
     command = orders.RejectExternalOrder(**dict(call.body), id=call.path.id)
     reply = await call.ask(topics.ORDERS_COMMANDS, orders.REJECT_EXTERNAL_ORDER, command, subject=str(call.path.id))
     return reply_response(reply, call.request_id)
+
+
+async def accept_external_order(call: Call) -> web.Response:
+    """Answered once the POS took the order, refused it, or the orders service's wait ran out."""
+    command = orders.AcceptExternalOrder(**dict(call.body), id=call.path.id)
+    reply = await call.ask(topics.ORDERS_COMMANDS, orders.ACCEPT_EXTERNAL_ORDER, command, subject=str(call.path.id))
+    return reply_response(reply, call.request_id)
+
+
+async def cancel_external_order(call: Call) -> web.Response:
+    command = orders.CancelExternalOrder(**dict(call.body), id=call.path.id)
+    reply = await call.ask(topics.ORDERS_COMMANDS, orders.CANCEL_EXTERNAL_ORDER, command, subject=str(call.path.id))
+    return reply_response(reply, call.request_id)
+
+
+def order_command(type: str):
+    """A command on one order that takes no body (retry-injection, ready, complete)."""
+    async def handle(call: Call) -> web.Response:
+        command = orders.ExternalOrderRef(id=call.path.id)
+        return reply_response(await call.ask(topics.ORDERS_COMMANDS, type, command, subject=str(call.path.id)), call.request_id)
+    return handle
 
 
 class WebhookPath(PathParams):
@@ -287,6 +336,41 @@ async def test_webhook(call: Call) -> web.Response:
     return reply_response(reply, call.request_id)
 
 
+async def rotate_webhook_secret(call: Call) -> web.Response:
+    command = webhooks.WebhookRef(id=call.path.id)
+    reply = await call.ask(topics.WEBHOOKS_COMMANDS, webhooks.ROTATE_SECRET, command, subject=str(call.path.id))
+    return reply_response(reply, call.request_id)
+
+
+class DeliveryPath(PathParams):
+    id: PgId = Field(description="Webhook endpoint id.")
+    message_id: webhooks.MessageId
+
+
+class ListDeliveriesParams(QueryParams):
+    limit: int = Field(default=integrations.DEFAULT_PAGE_SIZE, ge=1, le=integrations.MAX_PAGE_SIZE, description="Page size.")
+    after: PgId | None = Field(default=None, description="Return attempts older than this attempt id (cursor; newest first).")
+
+
+async def list_webhook_deliveries(call: Call) -> web.Response:
+    params: ListDeliveriesParams = call.params
+    query = webhooks.ListDeliveries(id=call.path.id, limit=params.limit, after_id=params.after)
+    reply = await call.ask(topics.WEBHOOKS_QUERIES, webhooks.LIST_DELIVERIES, query, subject=str(call.path.id))
+    return reply_response(reply, call.request_id, next_page_link(call, reply.body, params.limit))
+
+
+async def retry_webhook_delivery(call: Call) -> web.Response:
+    command = webhooks.DeliveryRef(id=call.path.id, message_id=call.path.message_id)
+    reply = await call.ask(topics.WEBHOOKS_COMMANDS, webhooks.RETRY_DELIVERY, command, subject=str(call.path.id))
+    return reply_response(reply, call.request_id)
+
+
+async def recover_webhook(call: Call) -> web.Response:
+    command = webhooks.RecoverWebhook(id=call.path.id, since=call.body.since)
+    reply = await call.ask(topics.WEBHOOKS_COMMANDS, webhooks.RECOVER_WEBHOOK, command, subject=str(call.path.id))
+    return reply_response(reply, call.request_id)
+
+
 EVENT_TYPES = webhooks.EventTypeList(data=list(webhooks.CATALOG.values())).model_dump(mode="json")
 
 
@@ -323,6 +407,20 @@ ENDPOINTS = (
         status=204, path_params=IntegrationPath, errors=NOT_FOUND,
     ),
     Endpoint(
+        "POST", "/integrations/{id}/sync", "Trigger a manual sync (or get the run already running)", start_sync,
+        response=integrations.SyncRunStartedDocument, path_params=IntegrationPath,
+        errors={**NOT_FOUND, 409: "The integration is inactive"},
+    ),
+    Endpoint(
+        "GET", "/integrations/{id}/sync-runs", "List an integration's sync runs, newest first", list_sync_runs,
+        response=integrations.SyncRunList, params=ListSyncRunsParams, path_params=IntegrationPath, errors=NOT_FOUND,
+    ),
+    Endpoint(
+        "GET", "/sync-runs/{id}", "Get a sync run with its counts", get_sync_run,
+        response=integrations.SyncRunDocument, path_params=SyncRunPath,
+        errors={404: "No such sync run for this tenant (also: another tenant's, or its integration deleted)"},
+    ),
+    Endpoint(
         "POST", "/integrations/{id}/inbound", "Receive a signed order from the integration's platform (no API key)",
         receive_inbound, response=inbound.InboundReceiptDocument, status=202, body=inbound.NormalizedOrder,
         path_params=IntegrationPath, auth=False, raw_body_limit=INBOUND_MAX_BYTES,
@@ -343,6 +441,33 @@ ENDPOINTS = (
         "POST", "/external-orders/{id}/reject", "Reject a received order", reject_external_order,
         response=orders.ExternalOrderDocument, body=orders.RejectOrderFields, path_params=ExternalOrderPath,
         errors={**ORDER_NOT_FOUND, 409: "The order cannot be rejected from its status (current_status, allowed_actions)"},
+    ),
+    Endpoint(
+        "POST", "/external-orders/{id}/accept", "Accept a received order and inject it into the POS", accept_external_order,
+        response=orders.ExternalOrderDocument, body=orders.AcceptOrderFields, body_optional=True,
+        path_params=ExternalOrderPath,
+        errors={**ORDER_NOT_FOUND, 409: "The order cannot be accepted from its status (current_status, allowed_actions)"},
+    ),
+    Endpoint(
+        "POST", "/external-orders/{id}/retry-injection", "Send an order the POS refused to the POS again",
+        order_command(orders.RETRY_INJECTION), response=orders.ExternalOrderDocument, path_params=ExternalOrderPath,
+        errors={**ORDER_NOT_FOUND, 409: "The order is not accepted (current_status, allowed_actions)"},
+    ),
+    Endpoint(
+        "POST", "/external-orders/{id}/ready", "Mark an accepted order ready (for a POS that does not report it)",
+        order_command(orders.MARK_READY), response=orders.ExternalOrderDocument, path_params=ExternalOrderPath,
+        errors={**ORDER_NOT_FOUND, 409: "The order cannot become ready from its status (current_status, allowed_actions)"},
+    ),
+    Endpoint(
+        "POST", "/external-orders/{id}/complete", "Mark an order completed (for a POS that does not report it)",
+        order_command(orders.COMPLETE_EXTERNAL_ORDER), response=orders.ExternalOrderDocument,
+        path_params=ExternalOrderPath,
+        errors={**ORDER_NOT_FOUND, 409: "The order cannot be completed from its status (current_status, allowed_actions)"},
+    ),
+    Endpoint(
+        "POST", "/external-orders/{id}/cancel", "Cancel an order", cancel_external_order,
+        response=orders.ExternalOrderDocument, body=orders.CancelOrderFields, path_params=ExternalOrderPath,
+        errors={**ORDER_NOT_FOUND, 409: "The order cannot be cancelled from its status (current_status, allowed_actions)"},
     ),
     Endpoint(
         "GET", "/webhooks/event-types", "The events a webhook endpoint can subscribe to, with example payloads",
@@ -372,6 +497,24 @@ ENDPOINTS = (
     Endpoint(
         "POST", "/webhooks/{id}/test", "Send a signed webhook.test ping now and return the attempt's result",
         test_webhook, response=webhooks.DeliveryAttemptDocument, path_params=WebhookPath, errors=WEBHOOK_NOT_FOUND,
+    ),
+    Endpoint(
+        "POST", "/webhooks/{id}/rotate-secret", "New signing secret; for a while messages carry signatures with both",
+        rotate_webhook_secret, response=webhooks.NewSecretDocument, path_params=WebhookPath, errors=WEBHOOK_NOT_FOUND,
+    ),
+    Endpoint(
+        "GET", "/webhooks/{id}/deliveries", "The endpoint's delivery attempts, newest first", list_webhook_deliveries,
+        response=webhooks.DeliveryList, params=ListDeliveriesParams, path_params=WebhookPath, errors=WEBHOOK_NOT_FOUND,
+    ),
+    Endpoint(
+        "POST", "/webhooks/{id}/deliveries/{message_id}/retry", "Send one message to the endpoint again now",
+        retry_webhook_delivery, response=webhooks.ResendDocument, status=202, path_params=DeliveryPath,
+        errors={404: "No such webhook endpoint for this tenant, or no such message to it"},
+    ),
+    Endpoint(
+        "POST", "/webhooks/{id}/recover", "Send again every message to the endpoint that failed since a time",
+        recover_webhook, response=webhooks.RecoveryDocument, status=202, body=webhooks.RecoverFields,
+        path_params=WebhookPath, errors=WEBHOOK_NOT_FOUND,
     ),
 )
 
@@ -426,7 +569,9 @@ def as_view(endpoint: Endpoint):
     async def view(request: web.Request) -> web.Response:
         path = parse_path(endpoint.path_params, request) if endpoint.path_params else None
         params = parse_query(endpoint.params or QueryParams, request)
-        if endpoint.raw_body_limit is None:
+        if endpoint.body_optional and not request.body_exists:
+            body, raw = endpoint.body(), None
+        elif endpoint.raw_body_limit is None:
             body, raw = await parse_body(endpoint.body, request), None
         else:
             body, raw = None, await read_raw(request, endpoint.raw_body_limit)

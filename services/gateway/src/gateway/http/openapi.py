@@ -87,7 +87,7 @@ def _operation(endpoint: Endpoint, components: dict) -> dict:
     if endpoint.auth:  # per-key limits (gateway.http.limits): these headers are on every answer to a keyed request
         success.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
     if endpoint.body:
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _schema(endpoint.body, components)}}}
+        operation["requestBody"] = {"required": not endpoint.body_optional, "content": {"application/json": {"schema": _schema(endpoint.body, components)}}}
     operation["security"] = [{"bearer": []}] if endpoint.auth else []  # auth=False: the service checks a signature instead
     return operation
 

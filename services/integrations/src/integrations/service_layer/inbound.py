@@ -20,6 +20,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from posint_common import outbox
 from posint_common.consumer import MessageContext
 from posint_common.contracts import inbound as contract, topics
@@ -140,32 +142,56 @@ class InboundHandlers:
 
     async def _record(self, ctx: MessageContext, integration: Integration, parsed: Parsed, body: bytes,
                       document: dict[str, Any]) -> Reply:
-        external_id, webhook_id = parsed.order.external_id, parsed.webhook_id
-        seen = await repository.delivered(ctx.conn, integration.id, webhook_id)
-        if seen is not None:  # the same message again
-            return _receipt(200, integration.id, seen, "duplicate")
-        normalized = parsed.order.model_dump(mode="json")
-        stored = await repository.stored_order(ctx.conn, integration.id, external_id)
-        if stored is None:
-            received = await repository.add_order(ctx.conn, integration, external_id, webhook_id, body, normalized)
-            if received is None:  # a concurrent delivery of the same order committed first
-                return await self._record(ctx, integration, parsed, body, document)
-            await repository.add_delivery(ctx.conn, integration.id, webhook_id, external_id)
-            kind = "received"
-        else:
-            await repository.add_delivery(ctx.conn, integration.id, webhook_id, external_id)
-            if stored.normalized == normalized:  # the same order again under another message
-                return _receipt(200, integration.id, stored, "duplicate")
-            await repository.update_order(ctx.conn, integration, external_id, body, normalized)
-            received, kind = stored, "updated"  # handed over again: the orders service records the update
-        event = contract.OrderReceived(
-            integration_id=integration.id, provider=integration.provider, external_id=external_id,
-            webhook_id=webhook_id, received_at=received.received_at, order=parsed.order,
-            raw_data=document,
-        )
-        # The push carries no tenant; the integration's row does, and the orders service needs it.
-        envelope = Envelope.wrap(event, source=ctx.source, type=contract.ORDER_RECEIVED, cause=ctx.envelope,
-                                 subject=contract.order_subject(integration.id, external_id), tenantid=integration.tenant_id)
-        await outbox.add(ctx.conn, ctx.schema, topics.INTEGRATIONS_EVENTS, envelope)
-        log.info("inbound_order_" + kind, integration_id=integration.id, tenant=integration.tenant_id)
-        return _receipt(202 if kind == "received" else 200, integration.id, received, kind)
+        handed = await hand_over(ctx.conn, ctx.schema, ctx.source, integration, parsed, body, document, cause=ctx.envelope)
+        status = 202 if handed.kind == RECEIVED else 200
+        return _receipt(status, integration.id, handed.received, handed.kind)
+
+
+RECEIVED, UPDATED, DUPLICATE = "received", "updated", "duplicate"
+
+
+@dataclass(frozen=True)
+class HandedOver:
+    kind: str  # RECEIVED (new), UPDATED (changed copy, handed over again) or DUPLICATE (nothing done)
+    received: repository.Received
+
+
+async def hand_over(conn: asyncpg.Connection, schema: str, source: str, integration: Integration, parsed: Parsed, body: bytes,
+                    document: dict[str, Any], *, cause: Envelope | None = None,
+                    correlationid: str | None = None) -> HandedOver:
+    """Record one order from the platform (pushed to us, or fetched by a sync run) and hand it to
+    the orders service, inside the caller's transaction: a new order or a changed copy emits
+    ``order-received`` (outbox); the same delivery again, or the same content under another
+    delivery, changes nothing. The one path for every order that comes in."""
+    external_id, webhook_id = parsed.order.external_id, parsed.webhook_id
+    seen = await repository.delivered(conn, integration.id, webhook_id)
+    if seen is not None:  # the same message again
+        return HandedOver(DUPLICATE, seen)
+    normalized = parsed.order.model_dump(mode="json")
+    stored = await repository.stored_order(conn, integration.id, external_id)
+    if stored is None:
+        received = await repository.add_order(conn, integration, external_id, webhook_id, body, normalized)
+        if received is None:  # a concurrent delivery of the same order committed first
+            return await hand_over(conn, schema, source, integration, parsed, body, document, cause=cause,
+                                   correlationid=correlationid)
+        await repository.add_delivery(conn, integration.id, webhook_id, external_id)
+        kind = RECEIVED
+    else:
+        await repository.add_delivery(conn, integration.id, webhook_id, external_id)
+        if stored.normalized == normalized:  # the same order again under another message
+            return HandedOver(DUPLICATE, stored)
+        await repository.update_order(conn, integration, external_id, body, normalized)
+        received, kind = stored, UPDATED  # handed over again: the orders service records the update
+    event = contract.OrderReceived(
+        integration_id=integration.id, provider=integration.provider, external_id=external_id,
+        webhook_id=webhook_id, received_at=received.received_at, order=parsed.order,
+        raw_data=document,
+    )
+    # The push carries no tenant; the integration's row does, and the orders service needs it.
+    attrs = {"correlationid": correlationid} if correlationid else {}
+    envelope = Envelope.wrap(event, source=source, type=contract.ORDER_RECEIVED, cause=cause,
+                             subject=contract.order_subject(integration.id, external_id), tenantid=integration.tenant_id,
+                             **attrs)
+    await outbox.add(conn, schema, topics.INTEGRATIONS_EVENTS, envelope)
+    log.info("inbound_order_" + kind, integration_id=integration.id, tenant=integration.tenant_id)
+    return HandedOver(kind, received)

@@ -8,11 +8,12 @@ from typing import Any
 import asyncpg
 
 from orders.domain.lifecycle import Source, Status
-from orders.domain.model import Change, Order
+from orders.domain.model import Change, IntegrationSettings, Order
 
 COLUMNS = (
     "id, tenant_id, integration_id, provider, external_id, status, normalized::text AS normalized,"
-    " raw_data::text AS raw_data, accept_by, injection_status, pos_order_id, created_at, updated_at"
+    " raw_data::text AS raw_data, accept_by, injection_status, pos_order_id, created_at, updated_at,"
+    " injection_attempt, injection_error, prep_time_minutes"
 )
 
 
@@ -84,6 +85,64 @@ class OrderRepository:
         )
         return _order(row)
 
+    async def accept(self, id: int, prep_time_minutes: int) -> Order:
+        """``accepted``, with its first (or next) POS injection pending."""
+        row = await self._conn.fetchrow(
+            "UPDATE orders SET status = 'accepted', prep_time_minutes = $3, injection_status = 'pending',"
+            " injection_attempt = injection_attempt + 1, injection_error = NULL, updated_at = now()"
+            f" WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}",
+            self._tenant_id, id, prep_time_minutes,
+        )
+        return _order(row)
+
+    async def retry_injection(self, id: int) -> Order:
+        row = await self._conn.fetchrow(
+            "UPDATE orders SET injection_status = 'pending', injection_attempt = injection_attempt + 1,"
+            f" injection_error = NULL, updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}",
+            self._tenant_id, id,
+        )
+        return _order(row)
+
+    async def set_injection(self, id: int, status: str, pos_order_id: str | None = None, error: str | None = None) -> Order:
+        row = await self._conn.fetchrow(
+            "UPDATE orders SET injection_status = $3, pos_order_id = coalesce($4, pos_order_id), injection_error = $5,"
+            f" updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}",
+            self._tenant_id, id, status, pos_order_id, error,
+        )
+        return _order(row)
+
+    async def add_wait(self, order_id: int, command_id: str, correlationid: str | None, reply_to: str,
+                       answer_by: datetime) -> None:
+        await self._conn.execute(
+            "INSERT INTO reply_waits (order_id, tenant_id, command_id, correlationid, reply_to, answer_by)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            order_id, self._tenant_id, command_id, correlationid, reply_to, answer_by,
+        )
+
+    async def take_waits(self, order_id: int) -> list[asyncpg.Record]:
+        """The requests waiting for this order's POS answer, removed: each is answered once."""
+        return await self._conn.fetch(
+            "DELETE FROM reply_waits WHERE order_id = $1 AND tenant_id = $2 RETURNING command_id, correlationid, reply_to",
+            order_id, self._tenant_id,
+        )
+
+    async def integration(self, integration_id: int) -> IntegrationSettings:
+        row = await self._conn.fetchrow(
+            "SELECT auto_accept, prep_time_minutes, accept_window_seconds FROM integration_settings"
+            " WHERE integration_id = $1 AND tenant_id = $2", integration_id, self._tenant_id,
+        )
+        return IntegrationSettings(**dict(row)) if row else IntegrationSettings()
+
+    async def save_integration(self, integration_id: int, provider: str, settings: IntegrationSettings) -> None:
+        await self._conn.execute(
+            "INSERT INTO integration_settings (integration_id, tenant_id, provider, auto_accept, prep_time_minutes,"
+            " accept_window_seconds) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (integration_id) DO UPDATE SET"
+            " auto_accept = $4, prep_time_minutes = $5, accept_window_seconds = $6, updated_at = now()"
+            " WHERE integration_settings.tenant_id = $2",
+            integration_id, self._tenant_id, provider, settings.auto_accept, settings.prep_time_minutes,
+            settings.accept_window_seconds,
+        )
+
     async def record(self, order_id: int, from_status: Status | None, to_status: Status, source: Source,
                      reason: str | None = None) -> None:
         await self._conn.execute(
@@ -98,3 +157,21 @@ class OrderRepository:
         )
         return [Change(Status(r["from_status"]) if r["from_status"] else None, Status(r["to_status"]), r["source"],
                        r["reason"], r["at"]) for r in rows]
+
+
+async def due_orders(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Received orders past their acceptance deadline, locked; one an accept holds is skipped (it is
+    decided there, and the next tick sees what it left)."""
+    return await conn.fetch(
+        "SELECT id, tenant_id FROM orders WHERE status = 'received' AND accept_by <= now()"
+        " ORDER BY accept_by LIMIT $1 FOR UPDATE SKIP LOCKED", limit,
+    )
+
+
+async def due_waits(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Waits whose time is up, removed (their reply is written in the same transaction)."""
+    return await conn.fetch(
+        "DELETE FROM reply_waits WHERE id IN (SELECT id FROM reply_waits WHERE answer_by <= now()"
+        " ORDER BY answer_by LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        " RETURNING order_id, tenant_id, command_id, correlationid, reply_to", limit,
+    )

@@ -9,13 +9,29 @@ from orders.domain.lifecycle import Status
 
 # How long a restaurant has to accept a new order, per provider: Uber Eats cancels an order not
 # accepted within 11.5 minutes; the others' windows are not published, 8 minutes stays inside
-# what DoorDash and Grubhub tablets allow. (Per-integration overrides come with the deadline timer.)
+# what DoorDash and Grubhub tablets allow. An integration's ``accept_window_seconds`` overrides it.
 ACCEPT_WINDOW = {"ubereats": timedelta(minutes=11.5)}
 DEFAULT_ACCEPT_WINDOW = timedelta(minutes=8)
+DEFAULT_PREP_TIME_MINUTES = 15
+MAX_PREP_TIME_MINUTES = 180  # what accept takes and the POS is sent; an integration may say up to 240
 
 
-def accept_by(provider: str, received_at: datetime) -> datetime:
-    return received_at + ACCEPT_WINDOW.get(provider, DEFAULT_ACCEPT_WINDOW)
+def accept_by(provider: str, received_at: datetime, window_seconds: int | None = None) -> datetime:
+    window = timedelta(seconds=window_seconds) if window_seconds else ACCEPT_WINDOW.get(provider, DEFAULT_ACCEPT_WINDOW)
+    return received_at + window
+
+
+@dataclass(frozen=True)
+class IntegrationSettings:
+    """What orders needs of an integration's config; the defaults for one it has not heard of."""
+
+    auto_accept: bool = False
+    prep_time_minutes: int = DEFAULT_PREP_TIME_MINUTES
+    accept_window_seconds: int | None = None
+
+    @property
+    def prep_time(self) -> int:
+        return min(self.prep_time_minutes, MAX_PREP_TIME_MINUTES)
 
 
 @dataclass(frozen=True)
@@ -33,6 +49,9 @@ class Order:
     pos_order_id: str | None
     created_at: datetime
     updated_at: datetime
+    injection_attempt: int = 0
+    injection_error: str | None = None
+    prep_time_minutes: int | None = None
 
 
 @dataclass(frozen=True)

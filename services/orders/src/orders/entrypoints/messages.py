@@ -1,17 +1,44 @@
 """Message type -> handler, per consumer."""
-from posint_common.consumer import Route
-from posint_common.contracts import inbound, orders as contract
+from functools import partial
 
-from orders.service_layer import handlers, queries
+from posint_common.consumer import Route
+from posint_common.contracts import inbound, integrations, orders as contract, pos
+
+from orders.config import OrdersSettings
+from orders.service_layer import handlers, pos_events, queries
 
 QUERY_ROUTES: dict[str, Route] = {
     contract.LIST_EXTERNAL_ORDERS: Route(contract.ListExternalOrders, queries.list_orders),
     contract.GET_EXTERNAL_ORDER: Route(contract.ExternalOrderRef, queries.get_order),
 }
-COMMAND_ROUTES: dict[str, Route] = {
-    contract.REJECT_EXTERNAL_ORDER: Route(contract.RejectExternalOrder, handlers.reject),
-}
-# integrations.events: only the hand-over matters here; the integration events are ignored.
+
+
+def command_routes(settings: OrdersSettings) -> dict[str, Route]:
+    wait_s = settings.orders_accept_wait_ms / 1000
+    return {
+        contract.REJECT_EXTERNAL_ORDER: Route(contract.RejectExternalOrder, handlers.reject),
+        contract.ACCEPT_EXTERNAL_ORDER: Route(contract.AcceptExternalOrder, partial(handlers.accept, wait_s=wait_s)),
+        contract.RETRY_INJECTION: Route(contract.ExternalOrderRef, partial(handlers.retry_injection, wait_s=wait_s)),
+        contract.MARK_READY: Route(contract.ExternalOrderRef, handlers.mark_ready),
+        contract.COMPLETE_EXTERNAL_ORDER: Route(contract.ExternalOrderRef, handlers.complete),
+        contract.CANCEL_EXTERNAL_ORDER: Route(contract.CancelExternalOrder, handlers.cancel),
+    }
+
+
+# integrations.events: the hand-over, platform cancellations, and each integration's config.
 EVENT_ROUTES: dict[str, Route] = {
     inbound.ORDER_RECEIVED: Route(inbound.OrderReceived, handlers.order_received),
+    contract.PLATFORM_ORDER_CANCELLED: Route(contract.PlatformOrderCancelled, handlers.platform_cancelled),
+    integrations.INTEGRATION_CREATED: Route(integrations.IntegrationState, handlers.integration_changed),
+    integrations.INTEGRATION_UPDATED: Route(integrations.IntegrationState, handlers.integration_changed),
+}
+# pos.order-events: the POS's answers.
+POS_ROUTES: dict[str, Route] = {
+    pos.ORDER_INJECTED: Route(pos.PosOrderInjected, pos_events.injected),
+    pos.ORDER_INJECTION_FAILED: Route(pos.PosOrderInjectionFailed, pos_events.injection_failed),
+    pos.ORDER_PREPARING: Route(pos.PosOrderEvent, pos_events.preparing),
+    pos.ORDER_READY: Route(pos.PosOrderEvent, pos_events.ready),
+    pos.ORDER_COMPLETED: Route(pos.PosOrderEvent, pos_events.completed),
+    pos.ORDER_CANCELLED: Route(pos.PosOrderEvent, pos_events.cancelled),
+    pos.PAYMENT_COMPLETED: Route(pos.PosPaymentCompleted, pos_events.payment_completed),
 }

@@ -11,7 +11,7 @@ def external_order(order: Order) -> contract.ExternalOrder:
     return contract.ExternalOrder(
         id=order.id, integration_id=order.integration_id, external_id=order.external_id, status=order.status,
         raw_data=order.raw_data, **normalized, accept_by=order.accept_by, injection_status=order.injection_status,
-        pos_order_id=order.pos_order_id, created_at=order.created_at,
+        injection_error=order.injection_error, pos_order_id=order.pos_order_id, created_at=order.created_at,
     )
 
 

@@ -58,9 +58,22 @@ class EndpointRepository:
 
     async def update(self, id: int, *, url: str, events: list[str], is_active: bool) -> Endpoint:
         return _endpoint(await self._conn.fetchrow(
-            f"UPDATE endpoints SET url = $3, events = $4, is_active = $5, updated_at = now() WHERE {LIVE} RETURNING {COLUMNS}",
+            "UPDATE endpoints SET url = $3, events = $4, is_active = $5, updated_at = now(),"
+            # switched on again by the tenant: a fresh start (a disabled endpoint stays off until then)
+            " failing_since = CASE WHEN $5 AND NOT is_active THEN NULL ELSE failing_since END,"
+            " disabled_at = CASE WHEN $5 THEN NULL ELSE disabled_at END,"
+            f" disabled_reason = CASE WHEN $5 THEN NULL ELSE disabled_reason END WHERE {LIVE} RETURNING {COLUMNS}",
             self._tenant_id, id, url, events, is_active,
         ))
+
+    async def rotate(self, id: int, secret: Sealed, overlap_s: float) -> datetime:
+        """The new secret signs from now on; the current one too, until the returned time."""
+        return await self._conn.fetchval(
+            "UPDATE endpoints SET previous_secret = secret, previous_secret_key_id = secret_key_id,"
+            " previous_secret_until = now() + make_interval(secs => $5), secret = $3, secret_key_id = $4,"
+            f" updated_at = now() WHERE {LIVE} RETURNING previous_secret_until",
+            self._tenant_id, id, secret.blob, secret.key_id, overlap_s,
+        )
 
     async def delete(self, id: int) -> None:
         await self._conn.execute(f"UPDATE endpoints SET deleted_at = now(), is_active = false WHERE {LIVE}", self._tenant_id, id)

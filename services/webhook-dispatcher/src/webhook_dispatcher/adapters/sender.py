@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from prometheus_client import Counter, Histogram
 from standardwebhooks import Webhook
 
@@ -34,6 +35,11 @@ class Attempt:
     error: str | None
     response_body: str | None
     attempted_at: datetime
+    retry_after: str | None = None  # the receiver's Retry-After header, as sent
+
+    @property
+    def success(self) -> bool:
+        return self.outcome == "success"
 
 
 def message(event_type: str, data: dict[str, Any], at: datetime) -> str:
@@ -42,11 +48,14 @@ def message(event_type: str, data: dict[str, Any], at: datetime) -> str:
     return json.dumps({"type": event_type, "timestamp": stamp, "data": data}, separators=(",", ":"))
 
 
-def headers(secret: str, message_id: str, at: datetime, body: str) -> dict[str, str]:
+def headers(secret: str | list[str], message_id: str, at: datetime, body: str) -> dict[str, str]:
+    """Standard Webhooks headers; with several secrets (during a rotation) one signature each,
+    space-separated, the newest first."""
+    secrets = [secret] if isinstance(secret, str) else secret
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": Webhook(secret).sign(message_id, at, body),
+        "webhook-signature": " ".join(Webhook(each).sign(message_id, at, body) for each in secrets),
         "content-type": "application/json",
         "user-agent": "posint-webhooks/1",
     }
@@ -56,15 +65,19 @@ class Sender:
     """Owns the one guarded client session of the dispatcher (opened on first use)."""
 
     def __init__(self, egress: EgressPolicy, *, connect_timeout_s: float = CONNECT_TIMEOUT_S,
-                 total_timeout_s: float = TOTAL_TIMEOUT_S) -> None:
+                 total_timeout_s: float = TOTAL_TIMEOUT_S, connections: int = 1000,
+                 resolver: AbstractResolver | None = None) -> None:
         self.egress = egress
         self.connect_timeout_s, self.total_timeout_s = connect_timeout_s, total_timeout_s
+        self.connections = connections  # the lanes bound attempts; this only bounds sockets
+        self.resolver = resolver  # tests pass one they control; None: the system's, behind the guard
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = egress_session(self.egress, connect_timeout_s=self.connect_timeout_s,
-                                           total_timeout_s=self.total_timeout_s)
+                                           total_timeout_s=self.total_timeout_s, limit=self.connections,
+                                           resolver=self.resolver)
         return self._session
 
     async def close(self) -> None:
@@ -73,16 +86,23 @@ class Sender:
 
     async def send(self, url: str, secret: str, message_id: str, event_type: str, data: dict[str, Any],
                    *, total_timeout_s: float | None = None) -> Attempt:
+        """Make the body now and post it (the test ping)."""
+        return await self.post(url, [secret], message_id, message(event_type, data, datetime.now(timezone.utc)),
+                               total_timeout_s=total_timeout_s)
+
+    async def post(self, url: str, secrets: list[str], message_id: str, body: str, *,
+                   total_timeout_s: float | None = None) -> Attempt:
+        """One attempt with a recorded body, signed now with each secret."""
         at = datetime.now(timezone.utc)
-        body = message(event_type, data, at)
         timeout = aiohttp.ClientTimeout(total=min(total_timeout_s or self.total_timeout_s, self.total_timeout_s),
                                         connect=self.connect_timeout_s, sock_connect=self.connect_timeout_s)
         started = time.monotonic()
-        status, error, answer = None, None, None
+        status, error, answer, retry_after = None, None, None, None
         try:
-            async with self._client().post(url, data=body.encode(), headers=headers(secret, message_id, at, body),
+            async with self._client().post(url, data=body.encode(), headers=headers(secrets, message_id, at, body),
                                            allow_redirects=False, timeout=timeout) as response:
                 status = response.status
+                retry_after = response.headers.get("Retry-After")
                 answer = (await response.content.read(BODY_KEPT)).decode("utf-8", "replace")
             outcome = "success" if 200 <= status < 300 else "http_error"
             error = None if outcome == "success" else f"HTTP {status}"
@@ -96,4 +116,4 @@ class Sender:
         latency = time.monotonic() - started
         ATTEMPTS.labels(outcome).inc()
         ATTEMPT_SECONDS.observe(latency)
-        return Attempt(message_id, outcome, status, round(latency * 1000, 1), error, answer, at)
+        return Attempt(message_id, outcome, status, round(latency * 1000, 1), error, answer, at, retry_after)

@@ -15,6 +15,7 @@ from posint_common.contracts.problem import FieldError, problem, validation_prob
 from posint_common.contracts.replies import Reply
 from posint_common.egress import EgressPolicy
 
+from webhook_dispatcher.adapters import messages
 from webhook_dispatcher.adapters.repository import EndpointRepository, learn_integration
 from webhook_dispatcher.adapters.sender import Sender
 from webhook_dispatcher.adapters.vault import KeyRing, associated_data
@@ -40,6 +41,7 @@ class WebhookHandlers:
     egress: EgressPolicy
     sender: Sender
     allow_http: bool = False
+    rotation_overlap_s: float = 86_400
     test_timeout_s: float = 4.0  # a test ping's answer must fit the gateway's reply timeout (5 s)
 
     def _repository(self, ctx: MessageContext) -> EndpointRepository:
@@ -107,6 +109,37 @@ class WebhookHandlers:
             response_body=attempt.response_body, attempted_at=attempt.attempted_at,
         )
         return document(200, contract.DeliveryAttemptDocument(data=shown))
+
+    async def rotate_secret(self, ctx: MessageContext, command: contract.WebhookRef) -> Reply:
+        repository, tenant_id = self._repository(ctx), ctx.envelope.tenantid
+        if await repository.get(command.id, for_update=True) is None:
+            return not_found("webhook", command.id)
+        secret = new_secret()
+        until = await repository.rotate(command.id, self.keys.seal(secret.encode(), associated_data(tenant_id, command.id)),
+                                        self.rotation_overlap_s)
+        shown = contract.NewSecret(id=command.id, secret=secret, previous_secret_expires_at=until)
+        return document(200, contract.NewSecretDocument(data=shown))
+
+    async def deliveries(self, ctx: MessageContext, query: contract.ListDeliveries) -> Reply:
+        if await self._repository(ctx).get(query.id) is None:
+            return not_found("webhook", query.id)
+        rows = await messages.deliveries(ctx.conn, query.id, query.limit, query.after_id)
+        return document(200, contract.DeliveryList(data=[contract.Delivery(**dict(row)) for row in rows]))
+
+    async def retry_delivery(self, ctx: MessageContext, command: contract.DeliveryRef) -> Reply:
+        if await self._repository(ctx).get(command.id) is None:
+            return not_found("webhook", command.id)
+        if not await messages.resend(ctx.conn, command.id, command.message_id):
+            return Reply(status=404, problem=problem(404, "not-found", "Not Found",
+                                                     f"No message {command.message_id} to webhook {command.id}."))
+        return document(202, contract.ResendDocument(data=contract.Resend(message_id=command.message_id, status="pending")))
+
+    async def recover(self, ctx: MessageContext, command: contract.RecoverWebhook) -> Reply:
+        if await self._repository(ctx).get(command.id) is None:
+            return not_found("webhook", command.id)
+        job = await messages.open_recovery(ctx.conn, command.id, command.since)
+        shown = contract.Recovery(id=job["id"], webhook_id=command.id, since=job["since"], messages=job["messages"])
+        return document(202, contract.RecoveryDocument(data=shown))
 
     async def delete(self, ctx: MessageContext, command: contract.WebhookRef) -> Reply:
         repository = self._repository(ctx)

@@ -21,6 +21,8 @@ from typing import Any, Mapping
 
 from pydantic import Field, StrictBool, StrictInt
 
+from posint_common.contracts.inbound import NormalizedOrder
+
 from integrations.adapters.providers.base import (
     InboundAdapter, Keys, Native, Parsed, SignatureError, minor_units, order, same, validated,
 )
@@ -81,10 +83,14 @@ class Push(Native):
 
 
 def parse(document: dict[str, Any], headers: Mapping[str, str]) -> Parsed:
-    native = validated(Push, document).order
+    return Parsed(normalized(validated(Push, document).order), None)
+
+
+def normalized(native: Order) -> NormalizedOrder:
+    """The normalized form of one validated order (a push's, or one from the order list)."""
     name = " ".join(part for part in (native.consumer.first_name, native.consumer.last_name) if part) or None
     total = native.total if native.total is not None else native.subtotal + native.tax + native.tip_amount
-    return Parsed(order({
+    return order({
         "external_id": native.id,
         "placed_at": native.created_at,
         "customer": {"name": name, "phone": native.consumer.phone},
@@ -102,7 +108,7 @@ def parse(document: dict[str, Any], headers: Mapping[str, str]) -> Parsed:
         "total": minor_units(total),
         "currency": native.currency,
         "notes": native.special_instructions,
-    }), None)
+    })
 
 
 ADAPTER = InboundAdapter(verify=verify, parse=parse)

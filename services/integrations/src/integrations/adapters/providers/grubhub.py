@@ -27,6 +27,8 @@ from typing import Any, Mapping
 
 from pydantic import Field, StrictInt
 
+from posint_common.contracts.inbound import NormalizedOrder
+
 from integrations.adapters.providers.base import (
     InboundAdapter, Keys, Native, Parsed, SignatureError, minor_units, order, same, validated,
 )
@@ -124,9 +126,13 @@ class Push(Native):
 
 
 def parse(document: dict[str, Any], headers: Mapping[str, str]) -> Parsed:
-    native = validated(Push, document).order
+    return Parsed(normalized(validated(Push, document).order), None)
+
+
+def normalized(native: Order) -> NormalizedOrder:
+    """The normalized form of one validated order (a push's, or one from the order list)."""
     charges = native.charges
-    return Parsed(order({
+    return order({
         "external_id": native.id,
         "placed_at": native.time_placed,
         "customer": {"name": native.diner_info.name, "phone": native.diner_info.phone},
@@ -142,7 +148,7 @@ def parse(document: dict[str, Any], headers: Mapping[str, str]) -> Parsed:
         "total": minor_units(charges.diner_grand_total),
         "currency": native.currency,
         "notes": native.special_instructions,
-    }), None)
+    })
 
 
 ADAPTER = InboundAdapter(verify=verify, parse=parse)

@@ -25,6 +25,8 @@ from typing import Any, Mapping
 
 from pydantic import Field, StrictInt
 
+from posint_common.contracts.inbound import NormalizedOrder
+
 from integrations.adapters.providers.base import (
     InboundAdapter, Keys, Native, Parsed, SignatureError, minor_units, order, same, validated,
 )
@@ -108,9 +110,14 @@ class Notification(Native):
 
 def parse(document: dict[str, Any], headers: Mapping[str, str]) -> Parsed:
     event: Notification = validated(Notification, document)
-    native, charges = event.order, event.order.payment.charges
+    return Parsed(normalized(event.order), event.event_id)
+
+
+def normalized(native: Order) -> NormalizedOrder:
+    """The normalized form of one validated order (a push's, or one from the order list)."""
+    charges = native.payment.charges
     name = " ".join(part for part in (native.eater.first_name, native.eater.last_name) if part) or None
-    return Parsed(order({
+    return order({
         "external_id": native.id,
         "placed_at": native.placed_at,
         "customer": {"name": name, "phone": native.eater.phone},
@@ -130,7 +137,7 @@ def parse(document: dict[str, Any], headers: Mapping[str, str]) -> Parsed:
         "total": minor_units(charges.total.amount),
         "currency": charges.total.currency_code,
         "notes": native.cart.special_instructions,
-    }), event.event_id)
+    })
 
 
 ADAPTER = InboundAdapter(verify=verify, parse=parse)

@@ -1,0 +1,63 @@
+"""The timer: acceptance deadlines and held accept replies, both kept in Postgres.
+
+Each tick expires the received orders past ``accept_by`` (locked with SKIP LOCKED: an accept
+holding the row decides it there, and ``expire_if_due`` makes that accept lose to a passed deadline
+too, so exactly one wins) and answers the accept waits whose time is up with the order as it
+stands (injection ``pending``). Nothing lives in memory: after a restart the first tick fires
+whatever fell due meanwhile."""
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from posint_common.consumer import MessageContext
+from posint_common.envelope import Envelope
+from posint_common.log import get_logger
+
+from orders.adapters.repository import OrderRepository, due_orders, due_waits
+from orders.service_layer.handlers import expire_if_due
+from orders.service_layer.replies import document, send_held
+
+log = get_logger(__name__)
+
+BATCH = 100
+TICK = "posint.orders.timer-tick.v1"  # the cause of what the timer emits; never sent
+
+
+def _context(conn: asyncpg.Connection, schema: str, source: str, tenant_id: str) -> MessageContext:
+    return MessageContext(envelope=Envelope(source=source, type=TICK, tenantid=tenant_id), conn=conn,
+                          schema=schema, source=source)
+
+
+async def expire_due(pool: asyncpg.Pool, schema: str, source: str) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await due_orders(conn, BATCH)
+        for row in rows:
+            repository = OrderRepository(conn, row["tenant_id"])
+            order = await repository.get(row["id"])
+            await expire_if_due(_context(conn, schema, source, row["tenant_id"]), repository, order)
+    return len(rows)
+
+
+async def answer_due(pool: asyncpg.Pool, schema: str, source: str) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        waits = await due_waits(conn, BATCH)
+        for wait in waits:
+            repository = OrderRepository(conn, wait["tenant_id"])
+            order = await repository.get(wait["order_id"])
+            await send_held(conn, schema, source, wait["tenant_id"], wait, await document(repository, order))
+    return len(waits)
+
+
+async def run(pool: asyncpg.Pool, schema: str, source: str, interval_s: float) -> None:
+    """Forever: a failed tick (Postgres away) is logged and tried again next period."""
+    while True:
+        try:
+            while await expire_due(pool, schema, source) == BATCH:
+                pass
+            while await answer_due(pool, schema, source) == BATCH:
+                pass
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            log.error("timer_tick_failed", error=repr(error))
+        await asyncio.sleep(interval_s)
