@@ -27,6 +27,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Listed:
     order: dict[str, Any]
     updated_at: datetime
+    cancelled: bool = False  # cancelled at the platform (listed so: ``cancelled_fields``)
+    cancel_reason: str | None = None
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Platform:
     name = ""
     order_prefix = "ORD"  # of the sample orders' ids
     items_key, cursor_key, cursor_param = "orders", "next_cursor", "cursor"
+    state_key, cancelled_value, reason_key = "status", "CANCELLED", "cancel_reason"  # a cancelled order, listed
 
     def __init__(self, *, page_size: int = 50, token_ttl_s: int = 3600) -> None:
         self.faults = FaultPlan()
@@ -101,7 +104,23 @@ class Platform:
         return document.get("id") or document.get("external_id")
 
     def list_element(self, listed: Listed) -> dict[str, Any]:
-        return {**listed.order, "updated_at": samples.iso(listed.updated_at)}
+        return {**listed.order, "updated_at": samples.iso(listed.updated_at), **self.cancelled_fields(listed)}
+
+    def cancelled_fields(self, listed: Listed) -> dict[str, Any]:
+        """What the list shows of a cancellation (nothing for an order that stands)."""
+        if not listed.cancelled:
+            return {}
+        return {self.state_key: self.cancelled_value, **({self.reason_key: listed.cancel_reason} if listed.cancel_reason else {})}
+
+    def cancel_order(self, order_id: str, reason: str | None = None) -> Listed:
+        """The platform cancels a listed order: it is listed again (changed now) as cancelled.
+        KeyError for an order it does not list."""
+        for listed in self.orders:
+            if self.order_id(listed.order) == order_id:
+                listed.cancelled, listed.cancel_reason = True, reason
+                listed.updated_at = datetime.now(timezone.utc)
+                return listed
+        raise KeyError(order_id)
 
     def reset(self) -> None:
         self.faults.clear()
@@ -137,6 +156,7 @@ class Platform:
         app.router.add_get(f"{CONTROL}/state", self._state)
         app.router.add_post(f"{CONTROL}/faults", self._add_fault)
         app.router.add_post(f"{CONTROL}/orders", self._add_order)
+        app.router.add_post(f"{CONTROL}/orders/{{order_id}}/cancel", self._cancel_order)
         app.router.add_post(f"{CONTROL}/list-mode", self._list_mode)
         app.router.add_post(f"{CONTROL}/expire-tokens", self._expire_tokens)
         app.router.add_post(f"{CONTROL}/reset", self._reset)
@@ -195,13 +215,28 @@ class Platform:
         """The webhook document that carries one order."""
         return {"order": order}
 
+    def cancel_body(self, listed: Listed) -> dict[str, Any]:
+        """The webhook document that tells of a cancelled order."""
+        return self.push_body({**listed.order, **self.cancelled_fields(listed)})
+
+    async def push_cancel(self, url: str, secret: str | None, order_id: str, reason: str | None = None,
+                          timeout_s: float = 10.0) -> dict[str, Any]:
+        """Cancel a listed order and push the cancellation, signed, to ``url`` (loopback only)."""
+        loopback_only(url)
+        listed = self.cancel_order(order_id, reason)
+        return await self._send(url, secret, listed.order, self.cancel_body(listed), timeout_s)
+
     async def push(self, url: str, secret: str | None = None, sample: samples.Sample | None = None,
                    timeout_s: float = 10.0) -> dict[str, Any]:
         """Put a new order on the list and push it, signed, to ``url`` (loopback only). Returns
         what happened: the order id, the HTTP status and body of the answer."""
         loopback_only(url)
         order = self.add_order(sample)
-        body_bytes = json.dumps(self.push_body(order), separators=(",", ":")).encode()
+        return await self._send(url, secret, order, self.push_body(order), timeout_s)
+
+    async def _send(self, url: str, secret: str | None, order: dict[str, Any], document: dict[str, Any],
+                    timeout_s: float) -> dict[str, Any]:
+        body_bytes = json.dumps(document, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", **self.sign_push(url, body_bytes, secret, order)}
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s), trust_env=False) as session:
             async with session.post(url, data=body_bytes, headers=headers, allow_redirects=False) as response:
@@ -235,6 +270,28 @@ class Platform:
         count = int((document or {}).get("count", 1))
         orders = [self.add_order() for _ in range(max(1, min(count, 100)))]
         return web.json_response({"orders": orders}, status=201)
+
+    async def _cancel_order(self, request: web.Request) -> web.Response:
+        """``{"reason"?, "url"?, "secret"?}``: cancel the order; with ``url``, also push the
+        cancellation there (as ``_push`` does an order)."""
+        document = (await request.json() if request.can_read_body else None) or {}
+        if not isinstance(document, dict):
+            return problem(400, "the body must be a JSON object")
+        order_id, reason, url = request.match_info["order_id"], document.get("reason"), document.get("url")
+        if not isinstance(reason, (str, type(None))) or not isinstance(url, (str, type(None))):
+            return problem(400, "reason and url must be strings")
+        if not any(self.order_id(listed.order) == order_id for listed in self.orders):
+            return problem(404, f"no order {order_id} listed")
+        if url is None:
+            listed = self.cancel_order(order_id, reason)
+            return web.json_response({"order_id": order_id, "element": self.list_element(listed)})
+        try:
+            result = await self.push_cancel(url, document.get("secret"), order_id, reason)
+        except ValueError as error:
+            return problem(400, str(error))
+        except (aiohttp.ClientError, TimeoutError) as error:
+            return problem(502, f"the push failed: {type(error).__name__}")
+        return web.json_response(result)
 
     async def _list_mode(self, request: web.Request) -> web.Response:
         document = await request.json()

@@ -66,6 +66,9 @@ class DoorDash(Platform):
     def push_body(self, order: dict[str, Any]) -> dict[str, Any]:
         return {"event": {"type": "OrderCreate"}, "order": order}
 
+    def cancel_body(self, listed) -> dict[str, Any]:
+        return {"event": {"type": "OrderCancel"}, "order": {**listed.order, **self.cancelled_fields(listed)}}
+
 
 class UberEats(Platform):
     """OAuth client credentials; pushes ``orders.notification`` with ``X-Uber-Signature``."""
@@ -73,6 +76,7 @@ class UberEats(Platform):
     name = "ubereats"
     order_prefix = "UE"
     cursor_key, cursor_param = "next_page_token", "page_token"
+    state_key, cancelled_value = "current_state", "CANCELED"
 
     def __init__(self, credentials: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -106,6 +110,14 @@ class UberEats(Platform):
                 "event_time": int(time.time()), "meta": {"resource_id": order["id"], "status": "pos",
                                                          "user_id": "demo-uber-store"},
                 "resource_href": f"https://api.uber.com/v2/eats/order/{order['id']}", "order": order}
+
+    def cancel_body(self, listed) -> dict[str, Any]:
+        """Uber's ``orders.cancel`` notification: no order, only its id (and our guessed ``reason``)."""
+        order_id = listed.order["id"]
+        return {"event_id": str(uuid.uuid4()), "event_type": "orders.cancel", "event_time": int(time.time()),
+                "meta": {"resource_id": order_id, "status": "cancelled", "user_id": "demo-uber-store"},
+                "resource_href": f"https://api.uber.com/v2/eats/order/{order_id}",
+                **({"reason": listed.cancel_reason} if listed.cancel_reason else {})}
 
 
 def grubhub_mac(client_id: str, secret_key: str, nonce: str, method: str, path: str, body: bytes) -> str:
@@ -153,6 +165,7 @@ class Custom(Platform):
 
     name = "custom"
     order_prefix = "WEB"
+    state_key, cancelled_value, reason_key = "status", "cancelled", "reason"
 
     def __init__(self, credentials: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -167,7 +180,11 @@ class Custom(Platform):
         return not key or hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {key}")
 
     def list_element(self, listed) -> dict[str, Any]:
-        return {"updated_at": samples.iso(listed.updated_at), "order": listed.order}
+        return {"updated_at": samples.iso(listed.updated_at), "order": listed.order, **self.cancelled_fields(listed)}
+
+    def cancel_body(self, listed) -> dict[str, Any]:
+        """posint's documented cancellation: ``{"external_id", "status": "cancelled", "reason"?}``."""
+        return {"external_id": listed.order["external_id"], **self.cancelled_fields(listed)}
 
     async def list_orders(self, request: web.Request) -> web.Response:
         return web.json_response(self.list_page(request))

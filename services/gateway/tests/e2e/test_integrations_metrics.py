@@ -5,8 +5,6 @@ services, the sandbox's fake platforms over real HTTP on 127.0.0.1; the counters
 process's Prometheus registry (the services run in-process) and from the service's /metrics."""
 from __future__ import annotations
 
-import uuid
-
 import aiohttp
 import pytest
 from prometheus_client import REGISTRY
@@ -36,13 +34,9 @@ async def tenant(gateway_service, integrations_service, orders_service):
     return Tenant(*await create_tenant(gateway_service.pool, unique("tenant-metrics")))
 
 
-def value(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
 def current(series: tuple[str, dict[str, str]]) -> float:
     name, labels = series
-    return value(name, **labels)
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 class Counts:
@@ -148,17 +142,18 @@ async def test_inbound_pushes_are_counted_by_outcome(api, tenant, gateway_servic
 
 
 async def test_platform_pushes_are_counted_by_outcome(api, tenant, sandbox, producer):  # noqa: F811
-    doordash = sandbox["doordash"]
-    integration_id = await connect(api, tenant, sandbox, "doordash")
+    """On Grubhub, which no other test sends status updates to (exact counts, whatever ran before)."""
+    grubhub = sandbox["grubhub"]
+    integration_id = await connect(api, tenant, sandbox, "grubhub")
 
     def pushes(outcome: str) -> tuple[str, dict[str, str]]:
-        return "posint_platform_pushes_total", {"provider": "doordash", "kind": "status", "outcome": outcome}
+        return "posint_platform_pushes_total", {"provider": "grubhub", "kind": "status", "outcome": outcome}
 
-    counts = Counts(pushes("delivered"), pushes("retrying"), pushes("gave_up"), requests("push_status", "http_5xx"),
-                    requests("push_status", "success"))
+    counts = Counts(pushes("delivered"), pushes("retrying"), pushes("gave_up"),
+                    requests("push_status", "http_5xx", "grubhub"), requests("push_status", "success", "grubhub"))
     # Busy for the first call's two tries and the second call's first: the second call gets through.
-    external_id = unique("DD")
-    doordash.faults.add(Fault("500", times=3, path=f"/orders/{external_id}"))
+    external_id = unique("GH")
+    grubhub.faults.add(Fault("500", times=3, path=f"/orders/{external_id}"))
     data = {"integration_id": integration_id, "order": pushed_order(integration_id, external_id, 9_100_001)}
     await publish(producer, tenant, orders.ORDER_ACCEPTED, {**data, "prep_time_minutes": 20,
                                                               "accepted_at": "2026-01-04T18:01:00Z"})
@@ -166,8 +161,8 @@ async def test_platform_pushes_are_counted_by_outcome(api, tenant, sandbox, prod
     assert counts.moved() == [1, 1, 0, 3, 1]
 
     # An answer the client cannot understand: given up at once, not retried.
-    external_id = unique("DD")
-    doordash.faults.add(Fault("malformed", path=f"/orders/{external_id}"))
+    external_id = unique("GH")
+    grubhub.faults.add(Fault("malformed", path=f"/orders/{external_id}"))
     counts = Counts(pushes("delivered"), pushes("retrying"), pushes("gave_up"))
     data = {"integration_id": integration_id, "order": pushed_order(integration_id, external_id, 9_100_002)}
     await publish(producer, tenant, orders.ORDER_READY, data)

@@ -26,7 +26,8 @@ async def bootstrap(settings: ServiceSettings) -> ServiceRuntime:
 
     async def start_timer() -> None:
         task = asyncio.create_task(
-            timer.run(runtime.pool, SCHEMA, runtime.source, settings.orders_timer_interval_ms / 1000), name="orders-timer")
+            timer.run(runtime.pool, SCHEMA, runtime.source, settings.orders_timer_interval_ms / 1000,
+                      settings.orders_near_deadline_s), name="orders-timer")
         runtime.tasks.append(task)
         runtime.supervise(task)
 

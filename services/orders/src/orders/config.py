@@ -13,6 +13,8 @@ class OrdersSettings(ServiceSettings):
     orders_accept_wait_ms: int = Field(default=3_000, ge=0, le=60_000)
     # The timer's period: acceptance deadlines and accept waits fire at most this late.
     orders_timer_interval_ms: int = Field(default=100, ge=10, le=60_000)
+    # posint_orders_unaccepted_near_deadline counts received orders whose accept_by is closer than this.
+    orders_near_deadline_s: int = Field(default=120, ge=1, le=86_400)
 
 
 def orders_settings(settings: ServiceSettings) -> OrdersSettings:

@@ -5,11 +5,12 @@ from posint_common.contracts import topics
 from posint_common.runtime import ServiceRuntime
 
 from webhook_dispatcher import SCHEMA
+from webhook_dispatcher.adapters.retention import message_pruner
 from webhook_dispatcher.adapters.sender import Sender
 from webhook_dispatcher.config import WebhooksSettings
 from webhook_dispatcher.domain.retry import RetryPolicy
 from webhook_dispatcher.entrypoints.messages import EVENT_ROUTES, command_routes, query_routes
-from webhook_dispatcher.service_layer.delivery import LEASE_MARGIN_S, Deliverer
+from webhook_dispatcher.service_layer.delivery import Deliverer
 from webhook_dispatcher.service_layer.handlers import WebhookHandlers
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -27,7 +28,7 @@ def deliverer(settings: WebhooksSettings, pool, sender: Sender) -> Deliverer:
         max_in_flight=settings.webhooks_max_in_flight, max_retries_in_flight=settings.webhooks_max_retries_in_flight,
         per_endpoint=settings.webhooks_max_in_flight_per_endpoint,
         poll_interval_s=settings.webhooks_poll_interval_ms / 1000,
-        lease_s=settings.webhooks_attempt_timeout_s + LEASE_MARGIN_S,
+        lease_s=settings.webhooks_attempt_timeout_s + settings.webhooks_lease_margin_s,
     )
 
 
@@ -51,10 +52,17 @@ async def bootstrap(settings: WebhooksSettings) -> ServiceRuntime:
     delivery = deliverer(settings, runtime.pool, sender)
     runtime.delivery = delivery  # tests reach the running workers through it
 
+    pruner = message_pruner(runtime.pool, SCHEMA, retention_hours=settings.webhooks_retention_hours,
+                            failed_retention_hours=settings.webhooks_failed_retention_hours,
+                            interval_s=settings.webhooks_prune_interval_s)
+
     async def start_delivery() -> None:
         for task in await delivery.start():
             runtime.supervise(task)
+        await pruner.start()
+        runtime.supervise(pruner.task)
 
     runtime.extra_start.append(start_delivery)
     runtime.extra_stop.append(delivery.stop)
+    runtime.extra_stop.append(pruner.stop)
     return runtime

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from posint_common.egress import EgressPolicy
 from posint_common.settings import ServiceSettings
@@ -28,6 +28,19 @@ class WebhooksSettings(ServiceSettings):
     webhooks_max_in_flight_per_endpoint: int = Field(default=4, ge=1, le=1_000)  # per lane and process
     webhooks_poll_interval_ms: int = Field(default=500, ge=10, le=60_000)  # besides NOTIFY: due retries, stragglers
     webhooks_rotation_overlap_s: float = Field(default=86_400, ge=0)  # both signatures for this long after a rotation
+    # Retention (adapters/retention.py): delivered messages and their attempts, finally failed ones
+    # (kept longer, for recover), pruned every webhooks_prune_interval_s. Pending messages stay.
+    webhooks_retention_hours: int = Field(default=720, ge=1, le=87_600)
+    webhooks_failed_retention_hours: int = Field(default=2_160, ge=1, le=87_600)
+    webhooks_prune_interval_s: float = Field(default=300, gt=0, le=86_400)
+    # A claimed message is taken again this long after its attempt's timeout (a worker that died).
+    webhooks_lease_margin_s: float = Field(default=15, gt=0, le=3_600)
+
+    @model_validator(mode="after")
+    def _failed_kept_longer(self) -> "WebhooksSettings":
+        if self.webhooks_failed_retention_hours < self.webhooks_retention_hours:
+            raise ValueError("WEBHOOKS_FAILED_RETENTION_HOURS must be at least WEBHOOKS_RETENTION_HOURS")
+        return self
 
     @field_validator("webhooks_retry_schedule_s")
     @classmethod

@@ -115,7 +115,9 @@ class InboundReceipt(BaseModel):
     integration_id: PgId
     external_id: str
     status: str = Field(description="'received' (202); 'updated' (200) for a known order sent again with changed "
-                                    "content, handed over again; 'duplicate' (200) for a delivery already received")
+                                    "content, handed over again; 'cancelled' (202) for the platform's cancellation of "
+                                    "a received order, handed over; 'duplicate' (200) for a delivery already received "
+                                    "(or an order already cancelled)")
     received_at: UtcSeconds = Field(description="When the order was first received.")
 
 

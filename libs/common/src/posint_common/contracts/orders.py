@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from posint_common.contracts.inbound import Currency, Customer, Fulfillment, Money, OrderItem
-from posint_common.contracts.integrations import UtcSeconds
+from posint_common.contracts.integrations import PushOutcome, UtcSeconds
 from posint_common.contracts.providers import PRINTABLE, ExternalId
 from posint_common.contracts.types import PgId
 
@@ -201,8 +201,21 @@ class StatusChange(BaseModel):
     at: UtcSeconds
 
 
+class PlatformSync(BaseModel):
+    """The latest report of telling the delivery platform the order's status (the integrations
+    service's ``order-status-pushed``): not a status change, so not a history line."""
+
+    status: str = Field(description="What the platform was told: accepted, rejected, ready, cancelled or expired.")
+    outcome: PushOutcome = Field(description="sent, or failed (refused, or not delivered before the platform's deadline).")
+    attempts: int
+    error: str | None = None
+    at: UtcSeconds = Field(description="When the push finished.")
+
+
 class ExternalOrderDetail(ExternalOrder):
     status_history: list[StatusChange] = Field(description="Oldest first.")
+    platform_sync: PlatformSync | None = Field(
+        default=None, description="The platform's view: the last status update sent back to it and how it ended.")
 
 
 class ExternalOrderList(BaseModel):

@@ -426,6 +426,7 @@ ENDPOINTS = (
         path_params=IntegrationPath, auth=False, raw_body_limit=INBOUND_MAX_BYTES,
         errors={400: "Malformed JSON, or a payload the provider's adapter cannot parse (kept for inspection)",
                 401: "Missing or bad signature, or no such integration (not told apart)",
+                404: "A cancellation of an order this integration never received",
                 409: "The integration is inactive",
                 413: f"Body over {INBOUND_MAX_BYTES} bytes"},
     ),

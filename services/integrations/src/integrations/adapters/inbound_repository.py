@@ -44,16 +44,26 @@ async def delivered(conn: asyncpg.Connection, integration_id: int, webhook_id: s
 @dataclass(frozen=True)
 class Stored(Received):
     normalized: dict
+    cancelled_at: datetime | None = None  # when the platform's cancellation was handed over
 
 
 async def stored_order(conn: asyncpg.Connection, integration_id: int, external_id: str) -> Stored | None:
     """The order as last received, locked until the transaction ends (copies of one order queue up)."""
     row = await conn.fetchrow(
-        "SELECT external_id, received_at, normalized FROM inbound_orders WHERE integration_id = $1 AND external_id = $2"
-        " FOR UPDATE",
+        "SELECT external_id, received_at, normalized, cancelled_at FROM inbound_orders"
+        " WHERE integration_id = $1 AND external_id = $2 FOR UPDATE",
         integration_id, external_id,
     )
-    return Stored(row["external_id"], row["received_at"], json.loads(row["normalized"])) if row else None
+    return Stored(row["external_id"], row["received_at"], json.loads(row["normalized"]), row["cancelled_at"]) \
+        if row else None
+
+
+async def mark_cancelled(conn: asyncpg.Connection, integration_id: int, external_id: str, reason: str | None) -> None:
+    """The platform cancelled the order: remembered, so a repeated cancellation is a duplicate."""
+    await conn.execute(
+        "UPDATE inbound_orders SET cancelled_at = now(), cancel_reason = $3 WHERE integration_id = $1 AND external_id = $2",
+        integration_id, external_id, reason,
+    )
 
 
 async def add_delivery(conn: asyncpg.Connection, integration_id: int, webhook_id: str | None, external_id: str) -> None:

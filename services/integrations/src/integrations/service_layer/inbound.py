@@ -18,20 +18,21 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import asyncpg
 
 from posint_common import outbox
 from posint_common.consumer import MessageContext
-from posint_common.contracts import inbound as contract, topics
+from posint_common.contracts import inbound as contract, orders as orders_contract, topics
 from posint_common.contracts.problem import problem
 from posint_common.contracts.replies import Reply
 from posint_common.envelope import Envelope
 from posint_common.log import get_logger
 
-from integrations.adapters import inbound_repository as repository
-from integrations.adapters.providers import ADAPTERS, InvalidOrder, Keys, Parsed, SignatureError
+from integrations.adapters import inbound_repository as repository, metrics
+from integrations.adapters.providers import ADAPTERS, Cancellation, InvalidOrder, Keys, Parsed, SignatureError
 from integrations.domain.model import Integration
 from integrations.service_layer.secrets import Secrets
 
@@ -117,16 +118,17 @@ class InboundHandlers:
         if adapter is None:  # unknown, deleted, or a provider that takes no pushes
             hmac.new(DECOY_KEY, command.body, hashlib.sha256).digest()
             log.info("inbound_refused", integration_id=command.integration_id, reason="no such delivery integration")
-            return UNAUTHORIZED
+            return _counted(integration.provider if integration is not None else metrics.UNKNOWN, "unauthorized",
+                            UNAUTHORIZED)
         try:
             adapter.verify(command.body, headers, self._keys(integration), integration.id)
         except SignatureError as error:
             log.info("inbound_refused", integration_id=integration.id, reason=str(error))
-            return UNAUTHORIZED
+            return _counted(integration.provider, "unauthorized", UNAUTHORIZED)
         if not integration.is_active:
-            return Reply(status=409, problem=problem(
+            return _counted(integration.provider, "inactive", Reply(status=409, problem=problem(
                 409, "integration-inactive", "Conflict",
-                f"Integration {integration.id} is inactive; it takes orders again once set active (PATCH is_active)."))
+                f"Integration {integration.id} is inactive; it takes orders again once set active (PATCH is_active).")))
         try:
             document = parse_document(command.body)
             parsed = adapter.parse(document, headers)
@@ -137,22 +139,41 @@ class InboundHandlers:
                                            "; ".join([error.detail, *(f"{e.field}: {e.message}" for e in error.errors)]),
                                            command.body)
             log.info("inbound_rejected", integration_id=integration.id, error=error.detail)
-            return Reply(status=400, problem=problem(400, "invalid-order", "Invalid order", error.detail, error.errors or None))
+            return _counted(integration.provider, "rejected", Reply(
+                status=400, problem=problem(400, "invalid-order", "Invalid order", error.detail, error.errors or None)))
         return await self._record(ctx, integration, parsed, command.body, document)
 
-    async def _record(self, ctx: MessageContext, integration: Integration, parsed: Parsed, body: bytes,
+    async def _record(self, ctx: MessageContext, integration: Integration, parsed: Parsed | Cancellation, body: bytes,
                       document: dict[str, Any]) -> Reply:
-        handed = await hand_over(ctx.conn, ctx.schema, ctx.source, integration, parsed, body, document, cause=ctx.envelope)
-        status = 202 if handed.kind == RECEIVED else 200
-        return _receipt(status, integration.id, handed.received, handed.kind)
+        if isinstance(parsed, Cancellation):
+            handed = await hand_over_cancellation(ctx.conn, ctx.schema, ctx.source, integration, parsed, cause=ctx.envelope)
+            if handed is None:
+                log.info("inbound_cancel_unknown_order", integration_id=integration.id)
+                return _counted(integration.provider, "unknown_order", Reply(status=404, problem=problem(
+                    404, "unknown-order", "Not Found",
+                    f"No order {parsed.external_id} was received on integration {integration.id}: nothing to cancel"
+                    " (send it again once the order is in).")))
+        else:
+            handed = await hand_over(ctx.conn, ctx.schema, ctx.source, integration, parsed, body, document, cause=ctx.envelope)
+        status = 202 if handed.kind in (RECEIVED, CANCELLED) else 200
+        return _counted(integration.provider, INBOUND_OUTCOME_OF[handed.kind],
+                        _receipt(status, integration.id, handed.received, handed.kind))
 
 
-RECEIVED, UPDATED, DUPLICATE = "received", "updated", "duplicate"
+def _counted(provider: str, outcome: str, reply: Reply) -> Reply:
+    """posint_inbound_requests_total. Counted as the handler answers, inside the command's
+    transaction: a transaction that fails and is replayed counts its push again (rare)."""
+    metrics.INBOUND.labels(provider, outcome).inc()
+    return reply
+
+
+RECEIVED, UPDATED, DUPLICATE, CANCELLED = "received", "updated", "duplicate", "cancelled"
+INBOUND_OUTCOME_OF = {RECEIVED: "accepted", UPDATED: "updated", DUPLICATE: "duplicate", CANCELLED: "cancelled"}
 
 
 @dataclass(frozen=True)
 class HandedOver:
-    kind: str  # RECEIVED (new), UPDATED (changed copy, handed over again) or DUPLICATE (nothing done)
+    kind: str  # RECEIVED (new), UPDATED (changed copy, handed over again), CANCELLED or DUPLICATE (nothing done)
     received: repository.Received
 
 
@@ -195,3 +216,33 @@ async def hand_over(conn: asyncpg.Connection, schema: str, source: str, integrat
     await outbox.add(conn, schema, topics.INTEGRATIONS_EVENTS, envelope)
     log.info("inbound_order_" + kind, integration_id=integration.id, tenant=integration.tenant_id)
     return HandedOver(kind, received)
+
+
+async def hand_over_cancellation(conn: asyncpg.Connection, schema: str, source: str, integration: Integration,
+                                 cancellation: Cancellation, *, cause: Envelope | None = None,
+                                 correlationid: str | None = None) -> HandedOver | None:
+    """The platform cancelled one of its orders (a push, or a sync listing it cancelled): inside the
+    caller's transaction, remember it on the order and emit ``order-cancelled`` (outbox) on the
+    order's key, behind its ``order-received``. Once per order: the same delivery again, or another
+    message cancelling an order already cancelled, is a duplicate. None: no such order here."""
+    external_id, webhook_id = cancellation.external_id, cancellation.webhook_id
+    seen = await repository.delivered(conn, integration.id, webhook_id)
+    if seen is not None:  # the same message again
+        return HandedOver(DUPLICATE, seen)
+    stored = await repository.stored_order(conn, integration.id, external_id)
+    if stored is None:  # nothing recorded: a later copy, once the order is in, still cancels it
+        return None
+    await repository.add_delivery(conn, integration.id, webhook_id, external_id)
+    if stored.cancelled_at is not None:
+        return HandedOver(DUPLICATE, stored)
+    await repository.mark_cancelled(conn, integration.id, external_id, cancellation.reason)
+    event = orders_contract.PlatformOrderCancelled(
+        integration_id=integration.id, external_id=external_id, reason=cancellation.reason,
+        cancelled_at=cancellation.cancelled_at or datetime.now(timezone.utc))
+    attrs = {"correlationid": correlationid} if correlationid else {}
+    envelope = Envelope.wrap(event, source=source, type=orders_contract.PLATFORM_ORDER_CANCELLED, cause=cause,
+                             subject=contract.order_subject(integration.id, external_id), tenantid=integration.tenant_id,
+                             **attrs)
+    await outbox.add(conn, schema, topics.INTEGRATIONS_EVENTS, envelope)
+    log.info("inbound_order_cancelled", integration_id=integration.id, tenant=integration.tenant_id)
+    return HandedOver(CANCELLED, stored)

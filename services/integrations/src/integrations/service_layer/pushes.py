@@ -27,7 +27,7 @@ from posint_common.contracts.inbound import order_subject
 from posint_common.envelope import Envelope
 from posint_common.log import get_logger
 
-from integrations.adapters import inbound_repository, push_repository as pushes
+from integrations.adapters import inbound_repository, metrics, push_repository as pushes
 from integrations.adapters.providers.client import OrderStatusKind, ProviderError, StatusUpdate
 from integrations.domain.model import Integration
 from integrations.service_layer.clients import Clients, describe
@@ -144,6 +144,7 @@ class Pusher:
         async with pool.acquire() as conn, conn.transaction():
             finished = await pushes.done(conn, push.id, ref.ledger_id if ref else None, ref.number if ref else None)
             await self._report(conn, finished, integration)
+        _count(push, integration, "delivered")
         log.info("platform_push_done", push_id=push.id, kind=push.kind, integration_id=push.integration_id,
                  order_id=push.order_id, attempts=push.attempts, ledger_id=ref.ledger_id if ref else None)
 
@@ -164,6 +165,7 @@ class Pusher:
             return
         async with pool.acquire() as conn:
             await pushes.retry_at(conn, push.id, delay, text)
+        _count(push, integration, "retrying")
         log.info("platform_push_retry", push_id=push.id, kind=push.kind, integration_id=push.integration_id,
                  attempts=push.attempts, delay_s=round(delay, 3), error=text)
 
@@ -176,6 +178,7 @@ class Pusher:
         async with pool.acquire() as conn, conn.transaction():
             finished = await pushes.failed(conn, push.id, error)
             await self._report(conn, finished, integration)
+        _count(push, integration, "gave_up")
         log.warning("platform_push_failed", push_id=push.id, kind=push.kind, integration_id=push.integration_id,
                     order_id=push.order_id, attempts=push.attempts, error=error)
 
@@ -194,3 +197,7 @@ class Pusher:
                                  correlationid=push.correlation_id)
         await outbox.add(conn, self.schema, topics.INTEGRATIONS_EVENTS, envelope)
 
+
+def _count(push: pushes.Push, integration: Integration | None, outcome: str) -> None:
+    """posint_platform_pushes_total, once the outcome is recorded."""
+    metrics.PLATFORM_PUSHES.labels(integration.provider if integration else metrics.UNKNOWN, push.kind, outcome).inc()

@@ -6,11 +6,14 @@ and answers. The run is then executed by the sync worker (entrypoints/sync_worke
 command's transaction: fetch the platform's orders new or changed since the integration's watermark
 and hand each over exactly as a pushed order is (``inbound.hand_over``: a known order with the same
 content is a duplicate, so syncing twice creates nothing twice), one short transaction per order
-with the run's counts; then finish the run with ``sync-completed`` or ``sync-failed``.
+with the run's counts; then finish the run with ``sync-completed`` or ``sync-failed``. An order the
+platform lists as cancelled is also handed over as a cancellation (``inbound.hand_over_cancellation``,
+once per order), in the same transaction, behind its ``order-received``.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -24,18 +27,19 @@ from posint_common.contracts.replies import Reply
 from posint_common.envelope import Envelope
 from posint_common.log import get_logger
 
-from integrations.adapters import inbound_repository, push_repository as pushes, sync_repository as runs
-from integrations.adapters.providers.base import Parsed
+from integrations.adapters import inbound_repository, metrics, push_repository as pushes, sync_repository as runs
+from integrations.adapters.providers.base import Cancellation, Parsed
 from integrations.adapters.providers.client import FetchResult, ProviderError
 from integrations.adapters.repository import IntegrationRepository
 from integrations.domain.model import Integration
 from integrations.service_layer.clients import Clients, describe
 from integrations.service_layer.handlers import not_found
-from integrations.service_layer.inbound import DUPLICATE, RECEIVED, UPDATED, hand_over
+from integrations.service_layer.inbound import CANCELLED, DUPLICATE, RECEIVED, UPDATED, hand_over, hand_over_cancellation
 
 log = get_logger(__name__)
 
 COUNT_OF = {RECEIVED: "created", UPDATED: "updated", DUPLICATE: "duplicates"}
+RESULT_OF = {RECEIVED: "created", UPDATED: "updated", DUPLICATE: "duplicate"}  # posint_sync_orders_total{result}
 INTERRUPTED = "interrupted: the worker running it stopped before it finished"
 
 
@@ -132,7 +136,15 @@ class SyncRunner:
                     handed = await hand_over(conn, self.schema, self.source, integration,
                                              Parsed(fetched.normalized, None), body, document,
                                              correlationid=run.correlation_id)
+                    if fetched.cancelled:  # behind its order-received, on the same key
+                        cancelled = await hand_over_cancellation(
+                            conn, self.schema, self.source, integration,
+                            Cancellation(fetched.normalized.external_id, None, fetched.cancel_reason),
+                            correlationid=run.correlation_id)
+                        if cancelled is not None and cancelled.kind == CANCELLED and handed.kind == DUPLICATE:
+                            handed = dataclasses.replace(handed, kind=UPDATED)  # a known order, now cancelled
                     await runs.add_counts(conn, run.id, fetched=1, **{COUNT_OF[handed.kind]: 1})
+                metrics.SYNC_ORDERS.labels(integration.provider, RESULT_OF[handed.kind]).inc()
             except asyncpg.DataError as error:  # content Postgres refuses (e.g. a NUL): that order's fault
                 failed += 1
                 await self._reject(conn, run, integration, fetched.normalized.external_id, f"not storable: {error}", body)
@@ -148,6 +160,7 @@ class SyncRunner:
         async with conn.transaction():
             await inbound_repository.add_rejection(conn, integration, None, f"sync run {run.id}: {error}", body)
             await runs.add_counts(conn, run.id, fetched=1, failed=1)
+        metrics.SYNC_ORDERS.labels(integration.provider, "failed").inc()
         log.info("sync_order_failed", integration_id=integration.id, run_id=run.id, external_id=external_id, error=error)
 
     async def finish(self, conn: asyncpg.Connection, run: runs.Run, error: str | None,
@@ -172,6 +185,7 @@ class SyncRunner:
             envelope = Envelope.wrap(event, source=self.source, type=type, subject=str(run.integration_id),
                                      tenantid=run.tenant_id, correlationid=run.correlation_id)
             await outbox.add(conn, self.schema, topics.INTEGRATIONS_EVENTS, envelope)
+        metrics.SYNC_RUNS.labels(provider, finished.status).inc()  # committed: counted once, whoever finished it
         log.info("sync_finished", integration_id=run.integration_id, run_id=run.id, status=finished.status,
                  error=error, tenant=run.tenant_id, **finished.counts)
         return finished

@@ -13,7 +13,7 @@ from orders.domain.model import Change, IntegrationSettings, Order
 COLUMNS = (
     "id, tenant_id, integration_id, provider, external_id, status, normalized::text AS normalized,"
     " raw_data::text AS raw_data, accept_by, injection_status, pos_order_id, created_at, updated_at,"
-    " injection_attempt, injection_error, prep_time_minutes"
+    " injection_attempt, injection_error, prep_time_minutes, platform_sync::text AS platform_sync"
 )
 
 
@@ -24,6 +24,7 @@ def _order(row: asyncpg.Record | None) -> Order | None:
     values["status"] = Status(values["status"])
     values["order"] = json.loads(values.pop("normalized"))
     values["raw_data"] = json.loads(values["raw_data"])
+    values["platform_sync"] = json.loads(values["platform_sync"]) if values["platform_sync"] else None
     return Order(**values)
 
 
@@ -111,6 +112,17 @@ class OrderRepository:
         )
         return _order(row)
 
+    async def set_platform_sync(self, id: int, integration_id: int, sync: dict[str, Any], at: datetime) -> bool:
+        """Keep the latest push report; False when the order is unknown here or the report is older
+        than the one kept (reports of one order arrive in order, but a replay must not go back)."""
+        row = await self._conn.fetchval(
+            "UPDATE orders SET platform_sync = $4::jsonb, updated_at = now()"
+            " WHERE tenant_id = $1 AND id = $2 AND integration_id = $3"
+            " AND (platform_sync IS NULL OR (platform_sync->>'at')::timestamptz <= $5) RETURNING id",
+            self._tenant_id, id, integration_id, json.dumps(sync), at,
+        )
+        return row is not None
+
     async def add_wait(self, order_id: int, command_id: str, correlationid: str | None, reply_to: str,
                        answer_by: datetime) -> None:
         await self._conn.execute(
@@ -175,3 +187,14 @@ async def due_waits(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record
         " ORDER BY answer_by LIMIT $1 FOR UPDATE SKIP LOCKED)"
         " RETURNING order_id, tenant_id, command_id, correlationid, reply_to", limit,
     )
+
+
+async def unaccepted(pool_or_conn, near_s: float) -> list[tuple[str, int, int]]:
+    """Per provider: received orders, and those whose accept_by is less than ``near_s`` away. One
+    query on the partial index of received orders (``orders_due``)."""
+    rows = await pool_or_conn.fetch(
+        "SELECT provider, count(*) AS received,"
+        " count(*) FILTER (WHERE accept_by < now() + make_interval(secs => $1)) AS near"
+        " FROM orders WHERE status = 'received' GROUP BY provider", float(near_s),
+    )
+    return [(row["provider"], row["received"], row["near"]) for row in rows]

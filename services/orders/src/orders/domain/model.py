@@ -52,6 +52,7 @@ class Order:
     injection_attempt: int = 0
     injection_error: str | None = None
     prep_time_minutes: int | None = None
+    platform_sync: dict[str, Any] | None = None  # the latest status push report (contracts.orders.PlatformSync, JSON form)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from posint_common.contracts.replies import Reply
 from posint_common.envelope import utcnow
 from posint_common.log import get_logger
 
+from orders.adapters import metrics
 from orders.adapters.repository import OrderRepository
 from orders.domain import lifecycle
 from orders.domain.lifecycle import AFTER_ACCEPT, Source, Status
@@ -75,6 +76,7 @@ async def move(ctx: MessageContext, repository: OrderRepository, order: Order, a
     if decision.outcome == "apply":
         order = await repository.set_status(order.id, decision.target)
         await repository.record(order.id, decision.current, decision.target, source, reason)
+        metrics.transition(order.provider, decision.target, source)
     return decision, order
 
 
@@ -105,6 +107,8 @@ async def accept_order(ctx: MessageContext, repository: OrderRepository, order: 
     assert decision.outcome == "apply", decision
     order = await repository.accept(order.id, prep_time_minutes)
     await repository.record(order.id, decision.current, decision.target, source)
+    metrics.transition(order.provider, decision.target, source)
+    metrics.accepted(source, order.created_at)
     await emit_order(ctx, contract.ORDER_ACCEPTED, order, contract.OrderAccepted,
                      prep_time_minutes=prep_time_minutes, accepted_at=utcnow())
     await inject(ctx, order)
@@ -115,6 +119,8 @@ async def accept_order(ctx: MessageContext, repository: OrderRepository, order: 
 async def wait_for_pos(ctx: MessageContext, repository: OrderRepository, order: Order, wait_s: float) -> Reply | None:
     """Hold the reply until the POS answers (or the wait is over): a wait row instead of a reply."""
     if wait_s <= 0 or not ctx.envelope.replyto:
+        if ctx.envelope.replyto:
+            metrics.injection(order.provider, contract.InjectionStatus.PENDING.value)
         return await document(repository, order)
     await repository.add_wait(order.id, ctx.envelope.id, ctx.envelope.correlationid, ctx.envelope.replyto,
                               utcnow() + timedelta(seconds=wait_s))
@@ -157,6 +163,7 @@ async def order_received(ctx: MessageContext, event: inbound.OrderReceived) -> N
                                    accept_by(event.provider, event.received_at, settings.accept_window_seconds))
     if created is not None:
         await repository.record(created.id, None, Status.RECEIVED, Source.PLATFORM)
+        metrics.transition(created.provider, Status.RECEIVED, Source.PLATFORM)
         await emit_order(ctx, contract.ORDER_CREATED, created)
         log.info("order_created", order_id=created.id, integration_id=created.integration_id)
         if settings.auto_accept:
@@ -194,6 +201,21 @@ async def platform_cancelled(ctx: MessageContext, event: contract.PlatformOrderC
     elif decision.outcome == "apply":
         await tell_pos_cancelled(ctx, order, reason)
     log.info("platform_cancelled", order_id=order.id, outcome=decision.outcome, status=order.status.value)
+
+
+async def status_pushed(ctx: MessageContext, event: integrations.OrderStatusPushed) -> None:
+    """The integrations service told the platform the order's status (or gave up): kept on the order
+    as its ``platform_sync``, the latest report winning. Not a transition, so no history line and
+    no order event."""
+    tenant_id = ctx.envelope.tenantid
+    if not tenant_id:
+        raise PermanentError("order-status-pushed without a tenantid")
+    sync = contract.PlatformSync(status=event.status, outcome=event.outcome, attempts=event.attempts,
+                                 error=event.error, at=event.finished_at).model_dump(mode="json")
+    kept = await OrderRepository(ctx.conn, tenant_id).set_platform_sync(event.order_id, event.integration_id, sync,
+                                                                        event.finished_at)
+    log.info("platform_sync_recorded" if kept else "platform_sync_not_recorded", order_id=event.order_id,
+             status=event.status, outcome=event.outcome.value)
 
 
 # --- orders.commands (the restaurant, through the API) ----------------------------------------------

@@ -12,6 +12,7 @@ from posint_common.consumer import MessageContext, PermanentError
 from posint_common.contracts import orders as contract, pos
 from posint_common.log import get_logger
 
+from orders.adapters import metrics
 from orders.adapters.repository import OrderRepository
 from orders.domain import lifecycle
 from orders.domain.lifecycle import Source, Status
@@ -45,6 +46,7 @@ async def injected(ctx: MessageContext, event: pos.PosOrderInjected) -> None:
     order = await repository.set_injection(order.id, INJECTED, pos_order_id=event.pos_order_id)
     await repository.record(order.id, order.status, order.status, Source.POS, f"injected as {event.pos_order_id}")
     await emit_order(ctx, contract.ORDER_INJECTED, order)
+    metrics.injection(order.provider, INJECTED)
     await answer_waits(ctx.conn, ctx.schema, ctx.source, repository, order)
     log.info("order_injected", order_id=order.id, attempt=order.injection_attempt)
 
@@ -56,6 +58,7 @@ async def injection_failed(ctx: MessageContext, event: pos.PosOrderInjectionFail
     order = await repository.set_injection(order.id, FAILED, error=event.reason)
     await repository.record(order.id, order.status, order.status, Source.POS, f"injection failed: {event.reason}")
     await emit_order(ctx, contract.ORDER_INJECTION_FAILED, order, contract.OrderInjectionFailed, reason=event.reason)
+    metrics.injection(order.provider, FAILED)
     await answer_waits(ctx.conn, ctx.schema, ctx.source, repository, order)
     log.warning("order_injection_failed", order_id=order.id, attempt=order.injection_attempt)
 

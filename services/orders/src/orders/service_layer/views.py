@@ -18,7 +18,8 @@ def external_order(order: Order) -> contract.ExternalOrder:
 def detail(order: Order, history: list[Change]) -> contract.ExternalOrderDetail:
     changes = [contract.StatusChange(from_=c.from_status, to=c.to_status, source=c.source, reason=c.reason, at=c.at)
                for c in history]
-    return contract.ExternalOrderDetail(**dict(external_order(order)), status_history=changes)
+    return contract.ExternalOrderDetail(**dict(external_order(order)), status_history=changes,
+                                        platform_sync=order.platform_sync)
 
 
 def event(order: Order) -> contract.OrderEvent:

@@ -17,17 +17,19 @@ CHANNEL = "webhook_dispatcher_messages"  # NOTIFY'd when messages become due now
 # Due messages of one lane in due order (the partial index on due_at), skipping endpoints already at
 # their cap and a message whose order has an earlier message to the same endpoint still waiting for
 # its first attempt; locked with SKIP LOCKED so replicas never pick the same rows.
+# The lane's condition is written out (LANES), not a parameter, so the lane's partial index applies.
 CANDIDATES = """
 SELECT m.id, m.endpoint_id FROM messages m
-WHERE m.status = 'pending' AND m.due_at <= now() AND (m.lease_until IS NULL OR m.lease_until < now())
-  AND (m.attempts = 0) = $1 AND NOT (m.endpoint_id = ANY ($2::bigint[]))
+WHERE m.status = 'pending' AND {lane} AND m.due_at <= now() AND (m.lease_until IS NULL OR m.lease_until < now())
+  AND NOT (m.endpoint_id = ANY ($1::bigint[]))
   AND (m.order_key IS NULL OR m.id <= coalesce(
         (SELECT min(e.id) FROM messages e  -- a scalar subquery: one index probe per row, never a join
          WHERE e.endpoint_id = m.endpoint_id AND e.order_key = m.order_key AND e.status = 'pending' AND e.attempts = 0),
         m.id))
-ORDER BY m.due_at, m.id LIMIT $3
+ORDER BY m.due_at, m.id LIMIT $2
 FOR UPDATE OF m SKIP LOCKED
 """
+LANES = {True: CANDIDATES.format(lane="m.attempts = 0"), False: CANDIDATES.format(lane="m.attempts > 0")}
 
 LEASE = """
 UPDATE messages m SET lease_until = now() + make_interval(secs => $2)
@@ -82,7 +84,7 @@ async def claim(conn: asyncpg.Connection, *, fresh: bool, limit: int, used: dict
     full = [endpoint for endpoint, count in used.items() if count >= per_endpoint]
     page = limit * 2
     async with conn.transaction():
-        candidates = await conn.fetch(CANDIDATES, fresh, full, page)
+        candidates = await conn.fetch(LANES[fresh], full, page)
         counts, chosen = dict(used), []
         for row in candidates:
             if counts.get(row["endpoint_id"], 0) < per_endpoint:

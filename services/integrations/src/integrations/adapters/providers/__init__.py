@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from integrations.adapters.providers import custom, doordash, grubhub, ubereats
-from integrations.adapters.providers.base import InboundAdapter, InvalidOrder, Keys, Parsed, SignatureError
+from integrations.adapters.providers.base import Cancellation, InboundAdapter, InvalidOrder, Keys, Parsed, SignatureError
 
 ADAPTERS: MappingProxyType[str, InboundAdapter] = MappingProxyType({
     "custom": custom.ADAPTER,
@@ -15,4 +15,4 @@ ADAPTERS: MappingProxyType[str, InboundAdapter] = MappingProxyType({
     "grubhub": grubhub.ADAPTER,
 })
 
-__all__ = ["ADAPTERS", "InboundAdapter", "InvalidOrder", "Keys", "Parsed", "SignatureError"]
+__all__ = ["ADAPTERS", "Cancellation", "InboundAdapter", "InvalidOrder", "Keys", "Parsed", "SignatureError"]

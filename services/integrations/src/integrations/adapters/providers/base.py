@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
@@ -40,12 +41,39 @@ class Parsed:
 
 
 @dataclass(frozen=True)
+class Cancellation:
+    """The platform cancelled one of its orders (a push that carries no order, only its id)."""
+
+    external_id: str
+    webhook_id: str | None
+    reason: str | None = None
+    cancelled_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class InboundAdapter:
     """``verify`` raises SignatureError unless the headers authenticate these exact bytes;
-    ``parse`` raises InvalidOrder for a document that is not an order it understands."""
+    ``parse`` raises InvalidOrder for a document that is not an order (or a cancellation of one)
+    it understands."""
 
     verify: Callable[[bytes, Mapping[str, str], Keys, int], None]
-    parse: Callable[[dict[str, Any], Mapping[str, str]], Parsed]
+    parse: Callable[[dict[str, Any], Mapping[str, str]], Parsed | Cancellation]
+
+
+CANCELLED_STATES = frozenset({"cancelled", "canceled"})  # a platform's order state, compared lowercased
+REASON_MAX = 500
+
+
+def cancelled_state(value: Any) -> bool:
+    """Whether a platform's order state (any spelling and case of "cancelled") says cancelled."""
+    return isinstance(value, str) and value.strip().lower() in CANCELLED_STATES
+
+
+def reason_text(value: Any) -> str | None:
+    """A platform's cancellation reason, as free text cut to REASON_MAX (never refused for its form)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return "".join(ch if ch.isprintable() else " " for ch in value.strip())[:REASON_MAX]
 
 
 class Native(BaseModel):

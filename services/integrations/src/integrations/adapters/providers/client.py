@@ -25,6 +25,7 @@ back as ``tokens=`` so a new client does not refresh again needlessly.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -32,6 +33,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 import aiohttp
 
+from integrations.adapters import metrics
 from posint_common.contracts.inbound import NormalizedOrder
 from posint_common.contracts.orders import ExternalOrder
 
@@ -46,6 +48,8 @@ class FetchedOrder:
 
     normalized: NormalizedOrder
     raw: dict[str, Any]
+    cancelled: bool = False  # the platform lists it as cancelled
+    cancel_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,14 @@ class ProviderClient:
         self.options = options
         self.tokens: TokenSet | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every provider's operations name themselves to the transport's metrics (the
+        ``operation`` label of each HTTP attempt), whichever module implements them."""
+        super().__init_subclass__(**kwargs)
+        for name in ("fetch_orders", "push_status", "push_sale"):
+            if name in cls.__dict__:
+                setattr(cls, name, _labelled(name, cls.__dict__[name]))
+
     async def fetch_orders(self, since: datetime | None) -> FetchResult:
         """Orders new or changed at the platform since ``since`` (None: as far back as it keeps)."""
         raise Unsupported(f"{self.provider} has no order list")
@@ -197,6 +209,15 @@ class ProviderClient:
 
     async def close(self) -> None:
         """Release what the client holds (not the session, which the caller owns)."""
+
+
+def _labelled(operation: str, method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(method)
+    async def call(self: ProviderClient, *args: Any, **kwargs: Any) -> Any:
+        with metrics.operation(operation):
+            return await method(self, *args, **kwargs)
+
+    return call
 
 
 def client_for(

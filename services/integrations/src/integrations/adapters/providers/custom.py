@@ -6,14 +6,25 @@ Signed as Standard Webhooks (https://www.standardwebhooks.com): headers ``webhoo
 spaces), keyed with the base64-decoded part of the integration's ``inbound_secret`` after
 ``whsec_``. Checked by the ``standardwebhooks`` package (constant-time comparison). The body is the
 ``NormalizedOrder`` itself; ``webhook-id`` identifies a delivery, so a retry is recognised.
+
+A cancellation is a body with a ``status`` (a key no order has): ``{"external_id", "status":
+"cancelled", "reason"?, "cancelled_at"?}``, signed the same way. It names an order received before.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from integrations.adapters.providers.base import InboundAdapter, Keys, Parsed, SignatureError, order
+from posint_common.contracts.inbound import Text
+from posint_common.contracts.providers import ExternalId
+
+from integrations.adapters.providers.base import (
+    Cancellation, InboundAdapter, Keys, Parsed, SignatureError, order, validated,
+)
 
 
 def verify(body: bytes, headers: Mapping[str, str], keys: Keys, integration_id: int) -> None:
@@ -27,7 +38,22 @@ def verify(body: bytes, headers: Mapping[str, str], keys: Keys, integration_id: 
         raise SignatureError("malformed signature headers or body") from None
 
 
-def parse(document: dict[str, Any], headers: Mapping[str, str]) -> Parsed:
+class Cancelled(BaseModel):
+    """A custom platform's cancellation of one of its orders."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    external_id: ExternalId
+    status: Literal["cancelled"]
+    reason: Text | None = None
+    cancelled_at: AwareDatetime | None = None
+
+
+def parse(document: dict[str, Any], headers: Mapping[str, str]) -> Parsed | Cancellation:
+    if "status" in document:
+        cancelled: Cancelled = validated(Cancelled, document)
+        return Cancellation(cancelled.external_id, headers.get("webhook-id"), cancelled.reason or None,
+                            cancelled.cancelled_at)
     return Parsed(order(document), headers.get("webhook-id"))
 
 

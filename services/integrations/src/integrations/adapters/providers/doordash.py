@@ -13,6 +13,9 @@ Payload, where we had to guess: ``{"event": {"type": "OrderCreate"}, "order": {.
 ``name``, ``quantity``, ``price`` in cents, ``extras[].options[]`` with the same fields},
 ``order.subtotal``, ``order.tax``, ``order.tip_amount`` (optional), ``order.total`` (optional: the sum
 of the three), ``order.currency`` (optional, ``USD``) and ``order.special_instructions``.
+
+Cancellation, guessed: ``{"event": {"type": "OrderCancel"}, "order": {"id", "cancel_reason"?}}``, or
+an order whose ``status`` is ``CANCELLED`` (also how the order list shows a cancelled order).
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ from pydantic import Field, StrictBool, StrictInt
 from posint_common.contracts.inbound import NormalizedOrder
 
 from integrations.adapters.providers.base import (
-    InboundAdapter, Keys, Native, Parsed, SignatureError, minor_units, order, same, validated,
+    Cancellation, InboundAdapter, Keys, Native, Parsed, SignatureError, cancelled_state, minor_units, order, reason_text,
+    same, validated,
 )
 
 
@@ -82,7 +86,25 @@ class Push(Native):
     order: Order
 
 
-def parse(document: dict[str, Any], headers: Mapping[str, str]) -> Parsed:
+CANCEL_EVENT = "OrderCancel"
+STATE_KEY = "status"  # of an order, pushed or listed ("CANCELLED"; its reason in cancel_reason)
+
+
+class CancelledOrder(Native):
+    id: str = Field(min_length=1)
+    cancel_reason: Any = None
+
+
+class CancelPush(Native):
+    order: CancelledOrder
+
+
+def parse(document: dict[str, Any], headers: Mapping[str, str]) -> Parsed | Cancellation:
+    native, event = document.get("order"), document.get("event")
+    cancel_event = isinstance(event, dict) and event.get("type") == CANCEL_EVENT
+    if isinstance(native, dict) and (cancel_event or cancelled_state(native.get(STATE_KEY))):
+        cancelled = validated(CancelPush, document).order
+        return Cancellation(cancelled.id, None, reason_text(cancelled.cancel_reason))
     return Parsed(normalized(validated(Push, document).order), None)
 
 

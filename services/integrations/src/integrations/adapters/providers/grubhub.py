@@ -15,6 +15,9 @@ Payload (Grubhub's documented webhook example, amounts guessed as cents): ``{"or
 "DELIVERY"|"PICKUP"}, "charges": {"lines": {"line_items": [{"id", "name", "quantity", "price",
 "options": [{"id", "name", "quantity", "price"}]}]}, "diner_subtotal", "taxes": {"total"},
 "tip": {"amount"}, "diner_grand_total"}, "currency" (optional, USD), "special_instructions"}}``.
+
+Cancellation, guessed: an order whose ``status`` is ``CANCELLED`` (``{"order": {"id", "status":
+"CANCELLED", "cancel_reason"?}}``; the rest of the order may be left out), also in the order list.
 """
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ from pydantic import Field, StrictInt
 from posint_common.contracts.inbound import NormalizedOrder
 
 from integrations.adapters.providers.base import (
-    InboundAdapter, Keys, Native, Parsed, SignatureError, minor_units, order, same, validated,
+    Cancellation, InboundAdapter, Keys, Native, Parsed, SignatureError, cancelled_state, minor_units, order, reason_text,
+    same, validated,
 )
 
 MAC_PARAM = re.compile(r'(\w+)="([^"]*)"')
@@ -125,7 +129,23 @@ class Push(Native):
     order: Order
 
 
-def parse(document: dict[str, Any], headers: Mapping[str, str]) -> Parsed:
+STATE_KEY = "status"  # of an order, pushed or listed ("CANCELLED"; its reason in cancel_reason)
+
+
+class CancelledOrder(Native):
+    id: str = Field(min_length=1)
+    cancel_reason: Any = None
+
+
+class CancelPush(Native):
+    order: CancelledOrder
+
+
+def parse(document: dict[str, Any], headers: Mapping[str, str]) -> Parsed | Cancellation:
+    native = document.get("order")
+    if isinstance(native, dict) and cancelled_state(native.get(STATE_KEY)):
+        cancelled = validated(CancelPush, document).order
+        return Cancellation(cancelled.id, None, reason_text(cancelled.cancel_reason))
     return Parsed(normalized(validated(Push, document).order), None)
 
 

@@ -15,6 +15,11 @@ anything else delivery), ``eater`` {``first_name``, ``last_name``, ``phone``}, `
 ``selected_modifier_groups[].selected_items[]``}], ``cart.special_instructions`` and
 ``payment.charges`` {``sub_total``, ``tax``, ``tip`` (optional), ``total``} as
 ``{amount, currency_code}``. Amounts are taken as hundredths of the currency.
+
+Cancellation (Uber's documented ``orders.cancel`` webhook): ``event_type`` ``orders.cancel``,
+``meta.resource_id`` = the order id; it carries no order (and Uber documents no reason in it, so an
+optional top-level ``reason`` is our guess). In the order list a cancelled order has
+``current_state`` ``CANCELED`` (Uber's order states).
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from pydantic import Field, StrictInt
 from posint_common.contracts.inbound import NormalizedOrder
 
 from integrations.adapters.providers.base import (
-    InboundAdapter, Keys, Native, Parsed, SignatureError, minor_units, order, same, validated,
+    Cancellation, InboundAdapter, Keys, Native, Parsed, SignatureError, minor_units, order, reason_text, same, validated,
 )
 
 SIGNATURE_HEADER = "x-uber-signature"
@@ -108,7 +113,25 @@ class Notification(Native):
     order: Order
 
 
-def parse(document: dict[str, Any], headers: Mapping[str, str]) -> Parsed:
+CANCEL_EVENT = "orders.cancel"
+STATE_KEY = "current_state"  # of an order in the list
+
+
+class Meta(Native):
+    resource_id: str = Field(min_length=1)
+
+
+class CancelNotification(Native):
+    event_id: str
+    event_type: str
+    meta: Meta
+    reason: Any = None
+
+
+def parse(document: dict[str, Any], headers: Mapping[str, str]) -> Parsed | Cancellation:
+    if document.get("event_type") == CANCEL_EVENT:
+        cancel: CancelNotification = validated(CancelNotification, document)
+        return Cancellation(cancel.meta.resource_id, cancel.event_id, reason_text(cancel.reason))
     event: Notification = validated(Notification, document)
     return Parsed(normalized(event.order), event.event_id)
 

@@ -2,7 +2,9 @@
 guessed: this is posint's contract for such systems, see the README).
 
 - Order list (optional, for sync): ``GET {api_base_url}/orders?updated_since=<ISO>&cursor=<c>``
-  answering ``{"orders": [{"updated_at": <ISO>, "order": <normalized order>}], "next_cursor"}``.
+  answering ``{"orders": [{"updated_at": <ISO>, "order": <normalized order>}], "next_cursor"}``;
+  an element with ``"status": "cancelled"`` (and an optional ``"reason"``) is an order the platform
+  cancelled.
 - Status: ``POST {api_base_url}/orders/{external_id}/status`` with ``{"status": "accepted" |
   "rejected" | "ready" | "cancelled" | "expired", "prep_time_minutes", "reason", "detail"}``;
   ``Authorization: Bearer <credentials.api_key>`` when the integration has one.
@@ -38,6 +40,7 @@ class CustomClient(DeliveryClient):
     provider = "custom"
     native = NormalizedOrder
     normalize = staticmethod(lambda order: order)
+    state_key, reason_key = "status", "reason"  # beside "order" in a list element
 
     def __init__(self, config: Mapping[str, Any], credentials: Mapping[str, str], session: aiohttp.ClientSession,
                  options: ClientOptions, tokens: TokenSet | None = None, on_tokens: TokenSink | None = None) -> None:

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
-from integrations.adapters.providers.base import InvalidOrder, Native, validated
+from integrations.adapters.providers.base import InvalidOrder, Native, cancelled_state, reason_text, validated
 from integrations.adapters.providers.client import (
     FetchedOrder, FetchResult, PermanentError, ProviderClient, UnparsableOrder,
 )
@@ -33,11 +33,14 @@ def changed_at(document: dict[str, Any], *keys: str) -> datetime | None:
 class DeliveryClient(ProviderClient):
     """``fetch_orders`` for a platform whose list answers ``{<items_key>: [...], <cursor_key>: ...}``;
     a subclass says where the list is (``page``) and how one element becomes an order (``native``,
-    ``normalize``, ``time_keys``)."""
+    ``normalize``, ``time_keys``), and where an element says the platform cancelled the order
+    (``state_key`` holding "cancelled" or "canceled", any case; the reason under ``reason_key``)."""
 
     native: type[Native]
     normalize: Callable[[Any], NormalizedOrder]
     time_keys: tuple[str, ...] = ("updated_at",)
+    state_key: str = "status"
+    reason_key: str = "cancel_reason"
 
     async def page(self, since: datetime | None, cursor: str | None) -> tuple[list[Any], str | None]:
         raise NotImplementedError
@@ -79,7 +82,9 @@ class DeliveryClient(ProviderClient):
             detail = "; ".join(f"{item.field}: {item.message}" for item in error.errors) or error.detail
             return UnparsableOrder(element, detail, external_id)
         when = changed_at(element, *self.time_keys) or normalized.placed_at
-        return when, FetchedOrder(normalized, element)
+        cancelled = cancelled_state(element.get(self.state_key))
+        return when, FetchedOrder(normalized, element, cancelled,
+                                  reason_text(element.get(self.reason_key)) if cancelled else None)
 
 
 def items_and_cursor(document: dict[str, Any] | None, items_key: str, cursor_key: str,

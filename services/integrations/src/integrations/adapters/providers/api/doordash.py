@@ -14,7 +14,8 @@ Status (documented): order confirmation ``PATCH /marketplace/api/v1/orders/{id}`
 Guessed: the order list. DoorDash pushes orders and documents no list for Marketplace partners;
 we read ``GET /marketplace/api/v1/stores/{store_id}/orders?updated_since=<ISO>&cursor=<c>``
 answering ``{"orders": [<the webhook's order object> + "updated_at"], "next_cursor"}``
-(``updated_since`` inclusive), the order parsed like a webhook (``providers/doordash.py``).
+(``updated_since`` inclusive), the order parsed like a webhook (``providers/doordash.py``); a
+cancelled order is listed with ``"status": "CANCELLED"`` (and ``cancel_reason``).
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ answering ``{"orders": [<the webhook's order object> + "updated_at"], "next_page
 (``updated_since`` inclusive), parsed like a webhook; status ``PUT
 /pos/v1/merchant/{merchant_id}/orders/{id}/status`` with ``{"status": "CONFIRMED" |
 "REJECTED" | "READY_FOR_PICKUP" | "CANCELLED", "wait_time_in_minutes", "reason", "details"}``.
+A cancelled order is listed with ``"status": "CANCELLED"`` (and ``cancel_reason``).
 """
 from __future__ import annotations
 

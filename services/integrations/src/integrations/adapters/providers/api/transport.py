@@ -17,6 +17,7 @@ import aiohttp
 import stamina
 import yarl
 
+from integrations.adapters import metrics
 from integrations.adapters.providers.client import (
     AuthExpired, ClientOptions, PermanentError, RetryableError, TokenSet, TokenSink,
 )
@@ -154,6 +155,7 @@ class Transport:
         if content_type:
             sent["Content-Type"] = content_type
         sent.setdefault("Accept", "application/json")
+        operation, started = metrics.OPERATION.get(), time.perf_counter()
         try:
             async with self.session.request(method, target, data=body or None, headers=sent,
                                             timeout=self.timeout, allow_redirects=False) as response:
@@ -161,11 +163,15 @@ class Transport:
                 status = response.status
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            self._observe(operation, "timeout", started)
             raise _Transient("timed out") from None
         except aiohttp.ClientError as error:
             if refused(error):
+                self._observe(operation, "refused", started)
                 raise PermanentError(f"{self.provider}: the egress guard refused the address") from None
+            self._observe(operation, "connect_error", started)
             raise _Transient(f"connection failed ({type(error).__name__})") from None
+        self._observe(operation, metrics.request_outcome(status), started)
         if status == 429 or status >= 500:
             raise _Transient(f"HTTP {status}", status, retry_after)
         if status == 401:
@@ -185,6 +191,11 @@ class Transport:
             raise PermanentError(f"{self.provider} answered HTTP {status} with JSON that is not an object",
                                  status=status)
         return document
+
+    def _observe(self, operation: str, outcome: str, started: float) -> None:
+        """Count one attempt (a cancelled one, e.g. at a sync run's own deadline, is not counted)."""
+        metrics.PROVIDER_REQUESTS.labels(self.provider, operation, outcome).inc()
+        metrics.PROVIDER_SECONDS.labels(self.provider, operation).observe(time.perf_counter() - started)
 
 
 def _problem_text(payload: bytes) -> str:
@@ -246,7 +257,8 @@ class OAuth(Auth):
         form, headers = self.grant(self.owner.tokens)
         provider = self.transport.provider
         try:
-            document = await self.transport.request("POST", "", form=form, headers=headers, url=self.token_url)
+            with metrics.operation("token"):
+                document = await self.transport.request("POST", "", form=form, headers=headers, url=self.token_url)
         except PermanentError as error:
             if error.status in (400, 401, 403) or isinstance(error, AuthExpired):
                 raise AuthExpired(f"{provider} refused the token request (HTTP {error.status})",

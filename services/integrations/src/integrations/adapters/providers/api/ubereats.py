@@ -10,7 +10,8 @@ Guessed (Uber's Order API is documented for partners only): the order list ``GET
 [<order as in GET /v2/eats/order/{id}> + "updated_at"], "next_page_token"}`` (``updated_since``
 inclusive; the order parsed like the inbound adapter's ``order``); status ``POST
 /v1/delivery/order/{id}/accept`` ``{"ready_for_pickup_time"}``, ``/deny`` ``{"deny_reason":
-{"type", "info"}}``, ``/ready`` ``{}``, ``/cancel`` ``{"type", "info"}``.
+{"type", "info"}}``, ``/ready`` ``{}``, ``/cancel`` ``{"type", "info"}``. A cancelled order is
+listed with ``current_state`` ``CANCELED`` (Uber's order states).
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ SCOPE = "eats.order eats.store"
 class UberEatsClient(DeliveryClient):
     provider = "ubereats"
     native = ubereats.Order
+    state_key = ubereats.STATE_KEY  # "current_state": "CANCELED"
     normalize = staticmethod(ubereats.normalized)
 
     def __init__(self, config: Mapping[str, Any], credentials: Mapping[str, str], session: aiohttp.ClientSession,
