@@ -32,7 +32,7 @@ FOR UPDATE OF m SKIP LOCKED
 LANES = {True: CANDIDATES.format(lane="m.attempts = 0"), False: CANDIDATES.format(lane="m.attempts > 0")}
 
 LEASE = """
-UPDATE messages m SET lease_until = now() + make_interval(secs => $2), status = CASE WHEN m.attempts = 0 THEN 'delivered' ELSE m.status END
+UPDATE messages m SET lease_until = now() + make_interval(secs => $2)
 FROM endpoints e
 WHERE m.id = ANY ($1::bigint[]) AND e.id = m.endpoint_id
 RETURNING m.id, m.message_id, m.endpoint_id, m.event_type, m.body, m.attempts, e.tenant_id, e.url,

@@ -19,6 +19,7 @@ from prometheus_client import Gauge
 
 from posint_common.contracts import webhooks as contract
 from posint_common.log import get_logger
+from posint_common.vault import Undecryptable
 
 from webhook_dispatcher.adapters import messages
 from webhook_dispatcher.adapters.sender import Attempt, Sender, message
@@ -34,6 +35,7 @@ DISABLED = Gauge("posint_webhook_endpoints_disabled", "Webhook endpoints current
 METRICS_INTERVAL_S = 5.0
 RECOVER_BATCH = 500
 LEASE_MARGIN_S = 15.0  # a claimed message is taken again this long after its attempt's timeout
+SECRET_UNAVAILABLE = "secret_unavailable"  # the outcome logged when the endpoint's secret does not open
 
 
 @dataclass
@@ -168,12 +170,40 @@ class Deliverer:
             async with self.pool.acquire() as conn:
                 await messages.settle(conn, row["id"], status="failed", attempts=row["attempts"])
             return
-        now = datetime.now(timezone.utc)
-        sealed = messages.sealed_secrets(row, now)
-        bound = associated_data(row["tenant_id"], row["endpoint_id"])
-        secrets = [self.keys.open(each, bound).decode() for each in sealed]
+        try:
+            secrets = self._secrets(row)
+        except Undecryptable as error:
+            await self._unsignable(row, error)
+            return
         attempt = await self.sender.post(row["url"], secrets, row["message_id"], row["body"])
         await self._settle(row, attempt)
+
+    def _secrets(self, row: asyncpg.Record) -> list[str]:
+        """The secrets to sign with; a rotation's previous one that no longer opens is left out
+        (the current signature still goes), the current one not opening raises Undecryptable."""
+        current, *previous = messages.sealed_secrets(row, datetime.now(timezone.utc))
+        bound = associated_data(row["tenant_id"], row["endpoint_id"])
+        secrets = [self.keys.open(current, bound).decode()]
+        for sealed in previous:
+            try:
+                secrets.append(self.keys.open(sealed, bound).decode())
+            except Undecryptable as error:
+                log.warning("webhook_previous_secret_undecryptable", endpoint=row["endpoint_id"],
+                            tenant=row["tenant_id"], error=str(error))
+        return secrets
+
+    async def _unsignable(self, row: asyncpg.Record, error: Undecryptable) -> None:
+        """The endpoint's secret no longer opens (its key left WEBHOOKS_ENCRYPTION_KEYS, or the row was
+        altered): the message cannot be signed, so it fails for good now rather than coming back every
+        lease period; the deliveries log says why, ``recover`` sends it once the key is back. Not the
+        receiver's fault: the endpoint's failure clock is left alone. The error names the key id only."""
+        reason = f"the endpoint's signing secret cannot be decrypted: {error}; not sent"
+        log.error("webhook_secret_undecryptable", endpoint=row["endpoint_id"], tenant=row["tenant_id"],
+                  message=row["message_id"], error=str(error))
+        attempt = Attempt(row["message_id"], SECRET_UNAVAILABLE, None, 0.0, reason, None, datetime.now(timezone.utc))
+        async with self.pool.acquire() as conn, conn.transaction():
+            await messages.log_attempt(conn, row["id"], row["endpoint_id"], row["attempts"] + 1, attempt)
+            await messages.settle(conn, row["id"], status="failed", attempts=row["attempts"] + 1)
 
     async def _settle(self, row: asyncpg.Record, attempt: Attempt) -> None:
         number, endpoint = row["attempts"] + 1, row["endpoint_id"]
