@@ -192,7 +192,7 @@ async def test_every_line_of_every_service_is_json_and_no_secret_is_logged(stack
                 access += 1
                 assert event.get("request_id"), line
                 if event["status"] < 400 and event["route"] not in (None, "/api/v1/integrations/{id}/inbound"):
-                    assert event.get("tenant"), f"an authenticated request's access line names its tenant: {line}"
+                    assert event.get("tenant_id"), f"an authenticated request's access line names its tenant: {line}"
         assert any(json.loads(line)["event"] == "service_stopped" for line in lines), module
     assert access >= 10
 

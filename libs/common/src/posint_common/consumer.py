@@ -242,7 +242,7 @@ class ConsumerLoop:
         known = envelope is not None and envelope.type in self.routes
         type_label = envelope.type if known else "unknown" if envelope else "invalid"  # labels stay bounded
         context = {} if envelope is None else {
-            "request_id": envelope.correlationid, "tenant": envelope.tenantid,
+            "request_id": envelope.correlationid, "tenant_id": envelope.tenantid,
             "message_type": envelope.type, "message_id": envelope.id,
         }
         with bound(**context):

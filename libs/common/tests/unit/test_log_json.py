@@ -11,7 +11,7 @@ EMITTERS = textwrap.dedent('''
 
     configure_logging("svc", "INFO")
     log = get_logger("test")
-    log.info("structlog_event", tenant="t1")
+    log.info("structlog_event", tenant_id="t1")
     logging.getLogger("aiohttp.server").error("Error handling request from %s", "127.0.0.1")
     logging.getLogger("aiokafka.consumer").warning("two\\nlines")
     logging.getLogger("aiokafka").info("aiokafka info stays below its warning floor")
@@ -57,7 +57,7 @@ def test_every_line_is_a_json_object_with_service_level_and_event():
     events = [json.loads(line) for line in lines]
     assert all(event["service"] == "svc" and event["level"] and event["event"] and event["timestamp"] for event in events)
     by_event = {event["event"]: event for event in events}
-    assert by_event["structlog_event"]["tenant"] == "t1"
+    assert by_event["structlog_event"]["tenant_id"] == "t1"
     assert by_event["Error handling request from 127.0.0.1"]["logger"] == "aiohttp.server"
     assert by_event["two\nlines"]["level"] == "warning"
     assert "aiokafka info stays below its warning floor" not in by_event

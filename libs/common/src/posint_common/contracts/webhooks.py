@@ -249,7 +249,8 @@ class Delivery(BaseModel):
     event_type: str
     attempt: int = Field(description="1 for the first attempt of the message, 2 for its first retry ...")
     attempted_at: UtcSeconds
-    outcome: str = Field(description="success, http_error, timeout, connect_error or ssrf_blocked")
+    outcome: str = Field(description="success, http_error, timeout, connect_error, ssrf_blocked or secret_unavailable "
+                                     "(the endpoint's secret no longer decrypts: the message failed without a request)")
     status_code: int | None = None
     latency_ms: float
     error: str | None = None

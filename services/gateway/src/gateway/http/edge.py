@@ -111,5 +111,5 @@ class AccessLog(AbstractAccessLogger):
             status=response.status,
             duration_ms=round(time * 1000, 3),
             request_id=response.headers.get(problems.REQUEST_ID_HEADER),
-            tenant=request.get(TENANT_KEY),
+            tenant_id=request.get(TENANT_KEY),
         )
