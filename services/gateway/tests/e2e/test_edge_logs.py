@@ -104,5 +104,5 @@ async def test_one_access_line_per_request_with_route_template_and_no_query_or_h
     await eventually(lambda: ours(), 10, "the access line")
     (line,) = [event for event in ours() if event["event"] == "http_request"]
     assert line["method"] == "GET" and line["route"] == "/api/v1/integrations" and line["status"] == 401
-    assert line["request_id"] == marker and isinstance(line["duration_ms"], (int, float)) and "tenant" in line
+    assert line["request_id"] == marker and isinstance(line["duration_ms"], (int, float)) and "tenant_id" in line
     assert "secretq" not in json.dumps(line) and KEY_SHAPED not in json.dumps(line)
