@@ -19,6 +19,10 @@ DEAD_LETTERS = Counter("posint_dead_letters_total", "Messages sent to a dead-let
 OUTBOX_PUBLISHED = Counter("posint_outbox_published_total", "Outbox rows published to Kafka", ["schema"])
 OUTBOX_FAILURES = Counter("posint_outbox_failures_total", "Outbox relay rounds that failed", ["schema"])
 OUTBOX_PARKED = Gauge("posint_outbox_parked", "Outbox rows parked until an operator retries them", ["schema"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "posint_outbox_oldest_age_seconds", "Age of the oldest outbox row not yet published (parked rows aside); 0 when none",
+    ["schema"],
+)
 INBOX_PRUNED = Counter("posint_inbox_pruned_total", "Inbox rows deleted after their retention", ["schema"])
 HTTP_REQUESTS = Counter("posint_http_requests_total", "Gateway HTTP requests", ["route", "status"])
 HTTP_SECONDS = Histogram(

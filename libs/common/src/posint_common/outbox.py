@@ -33,6 +33,11 @@ RETRY_BACKOFF_CAP_S = 60.0
 PROBE_TIMEOUT_S = 5.0
 # NOTIFY payloads: empty = new rows; anything else = the set of parked rows changed.
 PARKED_CHANGED = "parked"
+AGE_REFRESH_S = 1.0  # how often the relay measures its oldest waiting row (one index lookup)
+OLDEST_AGE = """
+SELECT coalesce(extract(epoch FROM now() - created_at), 0)::float8 FROM outbox
+WHERE parked_at IS NULL ORDER BY seq LIMIT 1
+"""
 
 # Due rows not behind a held row of their aggregate (one that failed: waiting for its retry, or
 # parked). A retried row thus goes alone; the rest of its aggregate follows once it is through.
@@ -61,17 +66,38 @@ def channel(schema: str) -> str:
     return f"{checked_schema(schema)}_outbox"
 
 
+# The rows and the relay's wake-up in one round trip (NOTIFY is delivered at commit, and once per
+# transaction however often it is sent); rows keep their given order (seq).
+ADD_ROWS = """
+WITH added AS (
+  INSERT INTO outbox (id, topic, aggregateid, type, envelope)
+  SELECT r.id, r.topic, r.aggregateid, r.type, r.envelope::json
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
+       AS r(id, topic, aggregateid, type, envelope, n)
+  ORDER BY r.n
+  RETURNING 1)
+SELECT pg_notify($6, '') FROM (SELECT count(*) FROM added) AS done
+"""
+
+
 async def add(conn: asyncpg.Connection, schema: str, topic: str, envelope: Envelope) -> None:
     """Queue ``envelope`` for ``topic``; must run inside the caller's transaction."""
+    await add_many(conn, schema, [(topic, envelope)])
+
+
+async def add_many(conn: asyncpg.Connection, schema: str, rows: list[tuple[str, Envelope]]) -> None:
+    """Queue several ``(topic, envelope)`` in this order, in one statement; inside the caller's transaction."""
+    if not rows:
+        return
     await conn.execute(
-        "INSERT INTO outbox (id, topic, aggregateid, type, envelope) VALUES ($1, $2, $3, $4, $5)",
-        envelope.id,
-        topic,
-        envelope.subject,
-        envelope.type,
-        envelope.model_dump_json(),
+        ADD_ROWS,
+        [envelope.id for _, envelope in rows],
+        [topic for topic, _ in rows],
+        [envelope.subject for _, envelope in rows],
+        [envelope.type for _, envelope in rows],
+        [envelope.model_dump_json() for _, envelope in rows],
+        channel(schema),
     )
-    await conn.execute("SELECT pg_notify($1, '')", channel(schema))
 
 
 class OutboxRelay:
@@ -99,10 +125,12 @@ class OutboxRelay:
         self._retry_backoff_s = retry_backoff_s
         self._wake = asyncio.Event()
         self._recount = True
+        self._age_measured_at = float("-inf")
         self._task: asyncio.Task | None = None
         self._listener: asyncpg.Connection | None = None
 
     async def start(self) -> None:
+        metrics.OUTBOX_OLDEST_AGE.labels(self._schema).set(0)
         await self._listen()
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._schema}")
 
@@ -149,6 +177,7 @@ class OutboxRelay:
             try:
                 if not self._listening():
                     await self._relisten()
+                await self._measure_age()
                 while await self.publish_batch() == self._batch_size:
                     pass
                 if self._recount:
@@ -171,6 +200,16 @@ class OutboxRelay:
             log.warning("outbox_listen_failed", schema=self._schema, error=repr(error))
             return
         log.info("outbox_listener_restored", schema=self._schema)
+
+    async def _measure_age(self) -> None:
+        """How long the oldest row has waited, at most once a second: a relay that cannot publish
+        (broker refusing, rows retried) shows as a growing age before anything is parked."""
+        now = asyncio.get_running_loop().time()
+        if now - self._age_measured_at < AGE_REFRESH_S:
+            return
+        self._age_measured_at = now
+        age = await self._pool.fetchval(OLDEST_AGE)
+        metrics.OUTBOX_OLDEST_AGE.labels(self._schema).set(age or 0.0)
 
     async def refresh_parked(self) -> int:
         self._recount = False

@@ -17,6 +17,21 @@ COLUMNS = (
 )
 
 
+# An order change and its history line in one statement (one round trip): the line goes from
+# ``$from`` to the status the change left.
+RECORDED = """
+WITH changed AS ({update} RETURNING {columns}),
+logged AS (INSERT INTO status_history (order_id, from_status, to_status, source, reason)
+           SELECT id, ${n}::text, status, ${n1}::text, ${n2}::text FROM changed)
+SELECT * FROM changed
+"""
+
+
+def recorded(update: str, args: int) -> str:
+    """``update`` (an UPDATE of one order, ``args`` parameters) that also writes its history line."""
+    return RECORDED.format(update=update, columns=COLUMNS, n=args + 1, n1=args + 2, n2=args + 3)
+
+
 def _order(row: asyncpg.Record | None) -> Order | None:
     if row is None:
         return None
@@ -58,6 +73,22 @@ class OrderRepository:
                                         self._tenant_id, id)
         return _order(row)
 
+    async def get_with_settings(self, id: int) -> tuple[Order | None, IntegrationSettings]:
+        """The order locked for this transaction, with its integration's order settings (one round trip)."""
+        row = await self._conn.fetchrow(
+            f"SELECT {COLUMNS}, s.auto_accept AS s_auto_accept, s.prep_time_minutes AS s_prep_time_minutes,"
+            " s.accept_window_seconds AS s_accept_window_seconds, s.integration_id IS NOT NULL AS s_found"
+            " FROM orders LEFT JOIN integration_settings s USING (integration_id, tenant_id)"
+            " WHERE orders.tenant_id = $1 AND orders.id = $2 FOR UPDATE OF orders",
+            self._tenant_id, id,
+        )
+        if row is None:
+            return None, IntegrationSettings()
+        values = dict(row)
+        settings = {name: values.pop(f"s_{name}") for name in ("auto_accept", "prep_time_minutes", "accept_window_seconds")}
+        found = values.pop("s_found")
+        return _order(values), IntegrationSettings(**settings) if found else IntegrationSettings()
+
     async def page(self, limit: int, after_id: int | None, integration_id: int | None, statuses: list[str] | None,
                    created_after: datetime | None, created_before: datetime | None) -> list[Order]:
         """Newest first by id: an order inserted while a client pages gets a higher id, so it never
@@ -86,13 +117,22 @@ class OrderRepository:
         )
         return _order(row)
 
-    async def accept(self, id: int, prep_time_minutes: int) -> Order:
-        """``accepted``, with its first (or next) POS injection pending."""
+    async def transition(self, id: int, from_status: Status, status: Status, source: Source,
+                         reason: str | None = None) -> Order:
+        """The new status with its history line."""
         row = await self._conn.fetchrow(
-            "UPDATE orders SET status = 'accepted', prep_time_minutes = $3, injection_status = 'pending',"
-            " injection_attempt = injection_attempt + 1, injection_error = NULL, updated_at = now()"
-            f" WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}",
-            self._tenant_id, id, prep_time_minutes,
+            recorded("UPDATE orders SET status = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2", 3),
+            self._tenant_id, id, status.value, from_status.value, source.value, reason,
+        )
+        return _order(row)
+
+    async def accept(self, id: int, from_status: Status, prep_time_minutes: int, source: Source) -> Order:
+        """``accepted`` with its history line, and its first (or next) POS injection pending."""
+        row = await self._conn.fetchrow(
+            recorded("UPDATE orders SET status = 'accepted', prep_time_minutes = $3, injection_status = 'pending',"
+                     " injection_attempt = injection_attempt + 1, injection_error = NULL, updated_at = now()"
+                     " WHERE tenant_id = $1 AND id = $2", 3),
+            self._tenant_id, id, prep_time_minutes, from_status.value, source.value, None,
         )
         return _order(row)
 
@@ -104,11 +144,13 @@ class OrderRepository:
         )
         return _order(row)
 
-    async def set_injection(self, id: int, status: str, pos_order_id: str | None = None, error: str | None = None) -> Order:
+    async def set_injection(self, id: int, from_status: Status, status: str, source: Source, reason: str,
+                            pos_order_id: str | None = None, error: str | None = None) -> Order:
+        """The POS's answer on the injection, with a history line (status unchanged) saying it."""
         row = await self._conn.fetchrow(
-            "UPDATE orders SET injection_status = $3, pos_order_id = coalesce($4, pos_order_id), injection_error = $5,"
-            f" updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}",
-            self._tenant_id, id, status, pos_order_id, error,
+            recorded("UPDATE orders SET injection_status = $3, pos_order_id = coalesce($4, pos_order_id),"
+                     " injection_error = $5, updated_at = now() WHERE tenant_id = $1 AND id = $2", 5),
+            self._tenant_id, id, status, pos_order_id, error, from_status.value, source.value, reason,
         )
         return _order(row)
 

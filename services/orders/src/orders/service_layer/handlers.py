@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from posint_common import outbox
 from posint_common.consumer import MessageContext, PermanentError
 from posint_common.contracts import inbound, integrations, orders as contract, pos, topics
 from posint_common.contracts.problem import problem
 from posint_common.contracts.replies import Reply
-from posint_common.envelope import utcnow
+from posint_common.envelope import Envelope, utcnow
 from posint_common.log import get_logger
 
 from orders.adapters import metrics
@@ -48,20 +49,32 @@ def conflict(decision: lifecycle.Decision, action: str) -> Reply:
                                                             "allowed_actions": list(decision.allowed)}))
 
 
+Queued = tuple[str, Envelope]  # (topic, envelope): an outbox row not written yet
+
+
+def queued(ctx: MessageContext, topic: str, type: str, message, order: Order) -> Queued:
+    """What ``ctx.emit`` would write, for writing several rows in one statement (outbox.add_many)."""
+    return topic, Envelope.wrap(message, source=ctx.source, type=type, cause=ctx.envelope, subject=str(order.id))
+
+
+def order_event(ctx: MessageContext, type: str, order: Order, model: type[contract.OrderEvent] = contract.OrderEvent,
+                **fields) -> Queued:
+    return queued(ctx, topics.ORDERS_EVENTS, type, model(**dict(views.event(order)), **fields), order)
+
+
 async def emit_order(ctx: MessageContext, type: str, order: Order, model: type[contract.OrderEvent] = contract.OrderEvent,
                      **fields) -> None:
-    message = model(**dict(views.event(order)), **fields)
-    await ctx.emit(topics.ORDERS_EVENTS, type, message, subject=str(order.id))
+    await outbox.add_many(ctx.conn, ctx.schema, [order_event(ctx, type, order, model, **fields)])
 
 
-async def inject(ctx: MessageContext, order: Order) -> None:
+def injection(ctx: MessageContext, order: Order) -> Queued:
     """The POS injection command (pos.orders, key = order id), for the order's current attempt."""
     command = pos.InjectOrder(
         order_id=order.id, tenant_id=order.tenant_id, integration_id=order.integration_id, provider=order.provider,
         external_id=order.external_id, attempt=order.injection_attempt, prep_time_minutes=order.prep_time_minutes,
         order=inbound.NormalizedOrder.model_validate(order.order),
     )
-    await ctx.emit(topics.POS_ORDERS, pos.INJECT_ORDER, command, subject=str(order.id))
+    return queued(ctx, topics.POS_ORDERS, pos.INJECT_ORDER, command, order)
 
 
 async def tell_pos_cancelled(ctx: MessageContext, order: Order, reason: str | None) -> None:
@@ -74,8 +87,7 @@ async def move(ctx: MessageContext, repository: OrderRepository, order: Order, a
     """Ask the table; on ``apply`` change the status and write the history line."""
     decision = lifecycle.decide(order.status, action, source)
     if decision.outcome == "apply":
-        order = await repository.set_status(order.id, decision.target)
-        await repository.record(order.id, decision.current, decision.target, source, reason)
+        order = await repository.transition(order.id, decision.current, decision.target, source, reason)
         metrics.transition(order.provider, decision.target, source)
     return decision, order
 
@@ -100,18 +112,29 @@ async def load(ctx: MessageContext, order_id: int) -> tuple[OrderRepository, Ord
     return repository, order
 
 
+async def load_with_settings(ctx: MessageContext, order_id: int) -> tuple[OrderRepository, Order | None,
+                                                                         IntegrationSettings]:
+    """As ``load``, with the order's integration settings read in the same statement."""
+    repository = OrderRepository(ctx.conn, ctx.envelope.tenantid)
+    order, settings = await repository.get_with_settings(order_id)
+    if order is not None:
+        order = await expire_if_due(ctx, repository, order)
+    return repository, order, settings
+
+
 async def accept_order(ctx: MessageContext, repository: OrderRepository, order: Order, prep_time_minutes: int,
                        source: Source) -> Order:
     """received -> accepted: history, ``order.accepted`` and the POS injection, in this transaction."""
     decision = lifecycle.decide(order.status, "accept", source)
     assert decision.outcome == "apply", decision
-    order = await repository.accept(order.id, prep_time_minutes)
-    await repository.record(order.id, decision.current, decision.target, source)
+    order = await repository.accept(order.id, decision.current, prep_time_minutes, source)
     metrics.transition(order.provider, decision.target, source)
     metrics.accepted(source, order.created_at)
-    await emit_order(ctx, contract.ORDER_ACCEPTED, order, contract.OrderAccepted,
-                     prep_time_minutes=prep_time_minutes, accepted_at=utcnow())
-    await inject(ctx, order)
+    await outbox.add_many(ctx.conn, ctx.schema, [
+        order_event(ctx, contract.ORDER_ACCEPTED, order, contract.OrderAccepted, prep_time_minutes=prep_time_minutes,
+                    accepted_at=utcnow()),
+        injection(ctx, order),
+    ])
     log.info("order_accepted", order_id=order.id, source=source.value)
     return order
 
@@ -238,7 +261,7 @@ async def reject(ctx: MessageContext, command: contract.RejectExternalOrder) -> 
 async def accept(ctx: MessageContext, command: contract.AcceptExternalOrder, *, wait_s: float) -> Reply | None:
     """Accept and inject; the reply waits for the POS (``wait_s``). Accepting again answers the
     order as it stands, with no second injection."""
-    repository, order = await load(ctx, command.id)
+    repository, order, settings = await load_with_settings(ctx, command.id)
     if order is None:
         return not_found(command.id)
     decision = lifecycle.decide(order.status, "accept", Source.MERCHANT)
@@ -246,7 +269,7 @@ async def accept(ctx: MessageContext, command: contract.AcceptExternalOrder, *, 
         return conflict(decision, "accept")
     if decision.outcome == "repeat":
         return await document(repository, order)
-    prep = command.prep_time_minutes or (await repository.integration(order.integration_id)).prep_time
+    prep = command.prep_time_minutes or settings.prep_time
     order = await accept_order(ctx, repository, order, prep, Source.MERCHANT)
     return await wait_for_pos(ctx, repository, order, wait_s)
 
@@ -265,7 +288,7 @@ async def retry_injection(ctx: MessageContext, command: contract.ExternalOrderRe
     if order.injection_status != contract.InjectionStatus.FAILED:
         return await document(repository, order)
     order = await repository.retry_injection(order.id)
-    await inject(ctx, order)
+    await outbox.add_many(ctx.conn, ctx.schema, [injection(ctx, order)])
     log.info("injection_retried", order_id=order.id, attempt=order.injection_attempt)
     return await wait_for_pos(ctx, repository, order, wait_s)
 

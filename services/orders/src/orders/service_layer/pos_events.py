@@ -8,6 +8,7 @@ the history and not applied.
 """
 from __future__ import annotations
 
+from posint_common import outbox
 from posint_common.consumer import MessageContext, PermanentError
 from posint_common.contracts import orders as contract, pos
 from posint_common.log import get_logger
@@ -17,8 +18,8 @@ from orders.adapters.repository import OrderRepository
 from orders.domain import lifecycle
 from orders.domain.lifecycle import Source, Status
 from orders.domain.model import Order
-from orders.service_layer.handlers import NOT_APPLIED, emit_order, move
-from orders.service_layer.replies import answer_waits
+from orders.service_layer.handlers import NOT_APPLIED, emit_order, move, order_event
+from orders.service_layer.replies import held_replies
 
 log = get_logger(__name__)
 
@@ -43,11 +44,11 @@ async def injected(ctx: MessageContext, event: pos.PosOrderInjected) -> None:
     repository, order = await _load(ctx, event)
     if order is None or _stale(order, event.attempt):
         return
-    order = await repository.set_injection(order.id, INJECTED, pos_order_id=event.pos_order_id)
-    await repository.record(order.id, order.status, order.status, Source.POS, f"injected as {event.pos_order_id}")
-    await emit_order(ctx, contract.ORDER_INJECTED, order)
+    order = await repository.set_injection(order.id, order.status, INJECTED, Source.POS,
+                                           f"injected as {event.pos_order_id}", pos_order_id=event.pos_order_id)
     metrics.injection(order.provider, INJECTED)
-    await answer_waits(ctx.conn, ctx.schema, ctx.source, repository, order)
+    rows = [order_event(ctx, contract.ORDER_INJECTED, order), *await held_replies(ctx.source, repository, order)]
+    await outbox.add_many(ctx.conn, ctx.schema, rows)
     log.info("order_injected", order_id=order.id, attempt=order.injection_attempt)
 
 
@@ -55,11 +56,12 @@ async def injection_failed(ctx: MessageContext, event: pos.PosOrderInjectionFail
     repository, order = await _load(ctx, event)
     if order is None or _stale(order, event.attempt) or order.injection_status == FAILED:
         return
-    order = await repository.set_injection(order.id, FAILED, error=event.reason)
-    await repository.record(order.id, order.status, order.status, Source.POS, f"injection failed: {event.reason}")
-    await emit_order(ctx, contract.ORDER_INJECTION_FAILED, order, contract.OrderInjectionFailed, reason=event.reason)
+    order = await repository.set_injection(order.id, order.status, FAILED, Source.POS,
+                                           f"injection failed: {event.reason}", error=event.reason)
     metrics.injection(order.provider, FAILED)
-    await answer_waits(ctx.conn, ctx.schema, ctx.source, repository, order)
+    rows = [order_event(ctx, contract.ORDER_INJECTION_FAILED, order, contract.OrderInjectionFailed, reason=event.reason),
+            *await held_replies(ctx.source, repository, order)]
+    await outbox.add_many(ctx.conn, ctx.schema, rows)
     log.warning("order_injection_failed", order_id=order.id, attempt=order.injection_attempt)
 
 

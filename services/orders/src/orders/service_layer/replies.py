@@ -19,21 +19,24 @@ async def document(repository: OrderRepository, order: Order) -> Reply:
     return Reply(status=200, body=contract.ExternalOrderDocument(data=detail).model_dump(mode="json", by_alias=True))
 
 
-async def send_held(conn: asyncpg.Connection, schema: str, source: str, tenant_id: str, wait: asyncpg.Record,
-                    reply: Reply) -> None:
-    """The reply to a command answered later: addressed as the consumer would have (causation = the
-    command's ce_id, which the gateway matches on)."""
+def held(source: str, tenant_id: str, wait: asyncpg.Record, reply: Reply) -> tuple[str, Envelope]:
+    """The reply to a command answered later, as an outbox row (topic, envelope): addressed as the
+    consumer would have (causation = the command's ce_id, which the gateway matches on)."""
     command = Envelope(id=wait["command_id"], source="posint/gateway", type=contract.ACCEPT_EXTERNAL_ORDER,
                        correlationid=wait["correlationid"], tenantid=tenant_id, replyto=wait["reply_to"])
-    await outbox.add(conn, schema, wait["reply_to"], Envelope.wrap(reply, source=source, type=REPLY, cause=command))
+    return wait["reply_to"], Envelope.wrap(reply, source=source, type=REPLY, cause=command)
 
 
-async def answer_waits(conn: asyncpg.Connection, schema: str, source: str, repository: OrderRepository,
-                       order: Order) -> int:
-    """Answer every request held for this order with the order as it now stands."""
+async def send_held(conn: asyncpg.Connection, schema: str, source: str, tenant_id: str, wait: asyncpg.Record,
+                    reply: Reply) -> None:
+    await outbox.add_many(conn, schema, [held(source, tenant_id, wait, reply)])
+
+
+async def held_replies(source: str, repository: OrderRepository, order: Order) -> list[tuple[str, Envelope]]:
+    """The replies to every request held for this order, with the order as it now stands; the
+    waits are taken (removed), so the caller writes these rows in the same transaction."""
     waits = await repository.take_waits(order.id)
-    if waits:
-        reply = await document(repository, order)
-        for wait in waits:
-            await send_held(conn, schema, source, order.tenant_id, wait, reply)
-    return len(waits)
+    if not waits:
+        return []
+    reply = await document(repository, order)
+    return [held(source, order.tenant_id, wait, reply) for wait in waits]
