@@ -76,10 +76,10 @@ class OrderRepository:
     async def get_with_settings(self, id: int) -> tuple[Order | None, IntegrationSettings]:
         """The order locked for this transaction, with its integration's order settings (one round trip)."""
         row = await self._conn.fetchrow(
-            f"SELECT {COLUMNS}, s.auto_accept AS s_auto_accept, s.prep_time_minutes AS s_prep_time_minutes,"
+            "SELECT o.*, s.auto_accept AS s_auto_accept, s.prep_time_minutes AS s_prep_time_minutes,"
             " s.accept_window_seconds AS s_accept_window_seconds, s.integration_id IS NOT NULL AS s_found"
-            " FROM orders LEFT JOIN integration_settings s USING (integration_id, tenant_id)"
-            " WHERE orders.tenant_id = $1 AND orders.id = $2 FOR UPDATE OF orders",
+            f" FROM (SELECT {COLUMNS} FROM orders WHERE tenant_id = $1 AND id = $2 FOR UPDATE) AS o"
+            " LEFT JOIN integration_settings s ON s.integration_id = o.integration_id AND s.tenant_id = o.tenant_id",
             self._tenant_id, id,
         )
         if row is None:
