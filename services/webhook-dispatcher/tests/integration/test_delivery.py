@@ -9,6 +9,7 @@ import asyncio
 import json
 import time
 import uuid
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -44,7 +45,10 @@ async def pool(infra):
     await db.migrate(infra.database_url, schema, MIGRATIONS)
     pool = await db.create_pool(infra.database_url, schema, max_size=6, application="webhook-tests")
     yield pool
-    await pool.close()
+    try:  # bounded: a connection a stopped deliverer still holds must not hang the session (seen once under load)
+        await asyncio.wait_for(pool.close(), 10)
+    except TimeoutError:
+        pool.terminate()
 
 
 @dataclass
@@ -114,7 +118,10 @@ async def running(pool, infra):
 
     yield start
     for made in started:
-        await made.stop()
+        try:  # bounded: one stop hung the session's teardown once under load (not understood yet; see README)
+            await asyncio.wait_for(made.stop(), 10)
+        except TimeoutError:
+            warnings.warn("a deliverer did not stop within 10 s", RuntimeWarning)
         await made.sender.close()
 
 
