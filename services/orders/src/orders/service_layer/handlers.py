@@ -294,26 +294,23 @@ async def retry_injection(ctx: MessageContext, command: contract.ExternalOrderRe
 
 
 async def mark_ready(ctx: MessageContext, command: contract.ExternalOrderRef) -> Reply:
-    repository, order = await load(ctx, command.id)
-    if order is None:
-        return not_found(command.id)
-    decision, order = await move(ctx, repository, order, "ready", Source.MERCHANT)
-    if decision.outcome == "refuse":
-        return conflict(decision, "ready")
-    if decision.outcome == "apply":
-        await emit_order(ctx, contract.ORDER_READY, order)
-    return await document(repository, order)
+    return await merchant_move(ctx, command.id, "ready", contract.ORDER_READY)
 
 
 async def complete(ctx: MessageContext, command: contract.ExternalOrderRef) -> Reply:
-    repository, order = await load(ctx, command.id)
+    return await merchant_move(ctx, command.id, "complete", contract.ORDER_COMPLETED)
+
+
+async def merchant_move(ctx: MessageContext, order_id: int, action: str, event_type: str) -> Reply:
+    """A restaurant's own report (for a POS that does not send it): the move, its event once."""
+    repository, order = await load(ctx, order_id)
     if order is None:
-        return not_found(command.id)
-    decision, order = await move(ctx, repository, order, "complete", Source.MERCHANT)
+        return not_found(order_id)
+    decision, order = await move(ctx, repository, order, action, Source.MERCHANT)
     if decision.outcome == "refuse":
-        return conflict(decision, "complete")
+        return conflict(decision, action)
     if decision.outcome == "apply":
-        await emit_order(ctx, contract.ORDER_COMPLETED, order)
+        await emit_order(ctx, event_type, order)
     return await document(repository, order)
 
 
