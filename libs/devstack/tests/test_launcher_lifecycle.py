@@ -134,7 +134,9 @@ async def test_make_run_serves_restarts_recovers_and_stops_on_ctrl_c(run_dir):
     try:
         env = await first.until_up()
         gateway_url = env["GATEWAY_URL"]
-        assert not gateway_url.endswith(":0") and f"gateway ready: {gateway_url}" in first.console, "the port it bound"
+        assert not gateway_url.endswith(":0")
+        # stack.env can be written a moment before the console line is read: wait for the line
+        await eventually(lambda: f"gateway ready: {gateway_url}" in first.console, 10, "the port it bound on the console")
         key = (run_dir / "api-key").read_text().strip()
         assert key not in first.console.split("API key", 1)[0], "the key is printed only where announced"
         logs = "".join(log_text(run_dir, m) for m in SERVICES)
