@@ -25,6 +25,7 @@ from posint_common import metrics, topic_roll
 from posint_common.db import checked_schema
 from posint_common.envelope import Envelope
 from posint_common.log import get_logger
+from posint_common.waits import wait_and_clear
 
 log = get_logger(__name__)
 
@@ -169,11 +170,7 @@ class OutboxRelay:
     async def _run(self) -> None:
         while True:
             timeout = self._sweep_interval_s if self._listening() else min(self._sweep_interval_s, LISTEN_RETRY_S)
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await wait_and_clear(self._wake, timeout)
             try:
                 if not self._listening():
                     await self._relisten()

@@ -14,6 +14,7 @@ import uuid
 import asyncpg
 
 from posint_common.log import get_logger
+from posint_common.waits import wait_and_clear
 
 from integrations.adapters import sync_repository as runs
 from integrations.service_layer.sync import INTERRUPTED, SyncRunner
@@ -60,11 +61,7 @@ class SyncWorker:
                 await self._take()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("sync_poll_failed", error=repr(error))  # Postgres away: try again next round
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await wait_and_clear(self._wake, self.poll_interval_s)
 
     async def _take(self) -> None:
         free = self.max_concurrent - len(self._active)

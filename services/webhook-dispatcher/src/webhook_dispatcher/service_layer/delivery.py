@@ -20,6 +20,7 @@ from prometheus_client import Gauge
 from posint_common.contracts import webhooks as contract
 from posint_common.log import get_logger
 from posint_common.vault import Undecryptable
+from posint_common.waits import wait_and_clear
 
 from webhook_dispatcher.adapters import messages
 from webhook_dispatcher.adapters.sender import Attempt, Sender, message
@@ -116,11 +117,7 @@ class Deliverer:
             self.wake()  # something may have been recorded while nobody listened
 
     async def _pause(self, event: asyncio.Event) -> None:
-        try:
-            await asyncio.wait_for(event.wait(), self.poll_interval_s)
-        except TimeoutError:
-            pass
-        event.clear()
+        await wait_and_clear(event, self.poll_interval_s)
 
     # --- the lanes --------------------------------------------------------------------------------
 
