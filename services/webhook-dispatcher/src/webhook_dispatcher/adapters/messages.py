@@ -109,17 +109,24 @@ async def log_attempt(conn: asyncpg.Connection, message: int, endpoint_id: int, 
     )
 
 
-async def delivered(conn: asyncpg.Connection, message: int, endpoint_id: int, number: int, attempt: Attempt) -> None:
-    """A success, in one statement (atomic on its own): the attempt logged, the message delivered,
-    the endpoint's failure clock stopped."""
+async def delivered_many(conn: asyncpg.Connection, done: list[tuple[int, int, int, Attempt]]) -> None:
+    """Successes ``(message, endpoint id, attempt number, attempt)``, in one statement (atomic on
+    its own, one round trip for the batch): each attempt logged, each message delivered, the
+    endpoints' failure clocks stopped (their rows locked in id order, so two replicas' batches
+    never deadlock)."""
     await conn.execute(
-        "WITH logged AS (INSERT INTO attempts (message, endpoint_id, attempt, attempted_at, outcome, status_code,"
-        " latency_ms, error, response_body) VALUES ($1, $2, $3, $4, 'success', $5, $6, NULL, $7)),"
-        " settled AS (UPDATE messages SET status = 'delivered', attempts = $3, lease_until = NULL, last_attempt_at = now()"
-        " WHERE id = $1)"
-        " UPDATE endpoints SET failing_since = NULL WHERE id = $2 AND failing_since IS NOT NULL",
-        message, endpoint_id, number, attempt.attempted_at, attempt.status_code, attempt.latency_ms,
-        _text(attempt.response_body),
+        "WITH done AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::timestamptz[], $5::int[],"
+        " $6::float8[], $7::text[]) AS t (message, endpoint_id, attempt, attempted_at, status_code, latency_ms, response_body)),"
+        " logged AS (INSERT INTO attempts (message, endpoint_id, attempt, attempted_at, outcome, status_code, latency_ms,"
+        " error, response_body) SELECT message, endpoint_id, attempt, attempted_at, 'success', status_code, latency_ms,"
+        " NULL, response_body FROM done),"
+        " settled AS (UPDATE messages m SET status = 'delivered', attempts = d.attempt, lease_until = NULL,"
+        " last_attempt_at = now() FROM done d WHERE m.id = d.message)"
+        " UPDATE endpoints SET failing_since = NULL WHERE id IN (SELECT id FROM endpoints WHERE id = ANY ($2::bigint[])"
+        " AND failing_since IS NOT NULL ORDER BY id FOR NO KEY UPDATE)",
+        [each[0] for each in done], [each[1] for each in done], [each[2] for each in done],
+        [each[3].attempted_at for each in done], [each[3].status_code for each in done],
+        [each[3].latency_ms for each in done], [_text(each[3].response_body) for each in done],
     )
 
 

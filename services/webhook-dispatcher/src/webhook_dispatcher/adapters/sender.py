@@ -48,14 +48,20 @@ def message(event_type: str, data: dict[str, Any], at: datetime) -> str:
     return json.dumps({"type": event_type, "timestamp": stamp, "data": data}, separators=(",", ":"))
 
 
-def headers(secret: str | list[str], message_id: str, at: datetime, body: str) -> dict[str, str]:
+def signer(secret: str) -> Webhook:
+    """The signing object of one secret (decodes it once; kept per endpoint by the deliverer)."""
+    return Webhook(secret)
+
+
+def headers(secret: str | list[str | Webhook], message_id: str, at: datetime, body: str) -> dict[str, str]:
     """Standard Webhooks headers; with several secrets (during a rotation) one signature each,
-    space-separated, the newest first."""
+    space-separated, the newest first. A secret is given as text or as its ``signer``."""
     secrets = [secret] if isinstance(secret, str) else secret
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": " ".join(Webhook(each).sign(message_id, at, body) for each in secrets),
+        "webhook-signature": " ".join((each if isinstance(each, Webhook) else signer(each)).sign(message_id, at, body)
+                                      for each in secrets),
         "content-type": "application/json",
         "user-agent": "posint-webhooks/1",
     }
@@ -90,9 +96,10 @@ class Sender:
         return await self.post(url, [secret], message_id, message(event_type, data, datetime.now(timezone.utc)),
                                total_timeout_s=total_timeout_s)
 
-    async def post(self, url: str, secrets: list[str], message_id: str, body: str, *,
+    async def post(self, url: str, secrets: list[str | Webhook], message_id: str, body: str, *,
                    total_timeout_s: float | None = None) -> Attempt:
-        """One attempt with a recorded body, signed now with each secret."""
+        """One attempt with a recorded body (its stored text, signed and sent as is), signed now
+        with each secret (text or its ``signer``)."""
         at = datetime.now(timezone.utc)
         timeout = aiohttp.ClientTimeout(total=min(total_timeout_s or self.total_timeout_s, self.total_timeout_s),
                                         connect=self.connect_timeout_s, sock_connect=self.connect_timeout_s)

@@ -23,10 +23,11 @@ from posint_common.vault import Undecryptable
 from posint_common.waits import wait_and_clear
 
 from webhook_dispatcher.adapters import messages
-from webhook_dispatcher.adapters.sender import Attempt, Sender, message
+from webhook_dispatcher.adapters.sender import Attempt, Sender, message, signer
 from webhook_dispatcher.adapters.vault import KeyRing, associated_data
 from webhook_dispatcher.domain.retry import GONE, RetryPolicy
 from webhook_dispatcher.service_layer.fanout import record_for_endpoints
+from webhook_dispatcher.service_layer.successes import Successes
 
 log = get_logger(__name__)
 
@@ -37,6 +38,7 @@ METRICS_INTERVAL_S = 5.0
 RECOVER_BATCH = 500
 LEASE_MARGIN_S = 15.0  # a claimed message is taken again this long after its attempt's timeout
 SECRET_UNAVAILABLE = "secret_unavailable"  # the outcome logged when the endpoint's secret does not open
+SIGNERS_KEPT = 10_000  # opened secrets kept (per endpoint and stored ciphertexts); past it they are opened again
 
 
 @dataclass
@@ -74,12 +76,15 @@ class Deliverer:
         self.lanes = (Lane("first", True, self.max_in_flight), Lane("retry", False, self.max_retries_in_flight))
         self._recover = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
+        self.successes = Successes(self.pool)
+        self._signers: dict[tuple, list] = {}
 
     async def start(self) -> list[asyncio.Task]:
         await self._listen()
         self.tasks = [asyncio.create_task(self._run_lane(lane), name=f"webhooks-{lane.name}") for lane in self.lanes]
         self.tasks.append(asyncio.create_task(self._recover_forever(), name="webhooks-recover"))
         self.tasks.append(asyncio.create_task(self._measure_forever(), name="webhooks-metrics"))
+        self.tasks.append(asyncio.create_task(self.successes.run_forever(), name="webhooks-successes"))
         return self.tasks
 
     async def stop(self) -> None:
@@ -168,26 +173,37 @@ class Deliverer:
                 await messages.settle(conn, row["id"], status="failed", attempts=row["attempts"])
             return
         try:
-            secrets = self._secrets(row)
+            signers = self._signers_of(row)
         except Undecryptable as error:
             await self._unsignable(row, error)
             return
-        attempt = await self.sender.post(row["url"], secrets, row["message_id"], row["body"])
+        attempt = await self.sender.post(row["url"], signers, row["message_id"], row["body"])
         await self._settle(row, attempt)
 
-    def _secrets(self, row: asyncpg.Record) -> list[str]:
-        """The secrets to sign with; a rotation's previous one that no longer opens is left out
-        (the current signature still goes), the current one not opening raises Undecryptable."""
-        current, *previous = messages.sealed_secrets(row, datetime.now(timezone.utc))
+    def _signers_of(self, row: asyncpg.Record) -> list:
+        """The signers to sign with, kept per endpoint and stored ciphertexts (a rotation, a re-seal
+        or the previous secret's overlap ending changes the key, so a stale secret is never used):
+        decrypting and decoding a secret once, not per message. A rotation's previous one that no
+        longer opens is left out (the current signature still goes; warned when first met), the
+        current one not opening raises Undecryptable (not kept: every message says so)."""
+        sealed = messages.sealed_secrets(row, datetime.now(timezone.utc))
+        key = (row["tenant_id"], row["endpoint_id"], *sealed)
+        found = self._signers.get(key)
+        if found is not None:
+            return found
+        current, *previous = sealed
         bound = associated_data(row["tenant_id"], row["endpoint_id"])
-        secrets = [self.keys.open(current, bound).decode()]
-        for sealed in previous:
+        found = [signer(self.keys.open(current, bound).decode())]
+        for each in previous:
             try:
-                secrets.append(self.keys.open(sealed, bound).decode())
+                found.append(signer(self.keys.open(each, bound).decode()))
             except Undecryptable as error:
                 log.warning("webhook_previous_secret_undecryptable", endpoint=row["endpoint_id"],
                             tenant=row["tenant_id"], error=str(error))
-        return secrets
+        if len(self._signers) >= SIGNERS_KEPT:
+            self._signers.clear()
+        self._signers[key] = found
+        return found
 
     async def _unsignable(self, row: asyncpg.Record, error: Undecryptable) -> None:
         """The endpoint's secret no longer opens (its key left WEBHOOKS_ENCRYPTION_KEYS, or the row was
@@ -205,8 +221,7 @@ class Deliverer:
     async def _settle(self, row: asyncpg.Record, attempt: Attempt) -> None:
         number, endpoint = row["attempts"] + 1, row["endpoint_id"]
         if attempt.success:
-            async with self.pool.acquire() as conn:
-                await messages.delivered(conn, row["id"], endpoint, number, attempt)
+            await self.successes.record(row["id"], endpoint, number, attempt)
             return
         async with self.pool.acquire() as conn, conn.transaction():
             await messages.log_attempt(conn, row["id"], endpoint, number, attempt)
