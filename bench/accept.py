@@ -20,12 +20,13 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 
-from bench import load
+from bench import cpu, load, stages
 from posint_common.contracts.inbound import NormalizedOrder
 
 READ_PATH = "/api/v1/integrations"
@@ -69,8 +70,35 @@ async def prepare(database_url: str, api_key: str, count: int, label: str) -> li
         await conn.close()
 
 
+# Where an accept's time goes: (label, stack.env health URL, metric, consumer) -> mean ms per record.
+STAGES = (
+    ("hop: accept command -> orders.commands", "ORDERS_HEALTH_URL", "posint_record_lag_seconds", "orders.commands"),
+    ("orders: accept handled (one transaction)", "ORDERS_HEALTH_URL", "posint_handler_seconds", "orders.commands"),
+    ("hop: POS answer -> orders.pos", "ORDERS_HEALTH_URL", "posint_record_lag_seconds", "orders.pos"),
+    ("orders: POS answer handled (reply written)", "ORDERS_HEALTH_URL", "posint_handler_seconds", "orders.pos"),
+    ("hop: reply -> gateway", "GATEWAY_HEALTH_URL", "posint_record_lag_seconds", None),
+)
+
+
+def stage_sums(urls: dict[str, str]) -> dict[str, tuple[float, float]]:
+    """(sum, count) per stage from the services' /metrics (one consumer's series, or all of them)."""
+    pages: dict[str, list[str]] = {}
+    sums = {}
+    for name, env, metric, consumer in STAGES:
+        if env not in urls:
+            continue
+        if env not in pages:
+            with urllib.request.urlopen(urls[env] + "/metrics", timeout=5) as response:  # loopback health port
+                pages[env] = response.read().decode().splitlines()
+        label = f'consumer="{consumer}"' if consumer else ""
+        pick = lambda suffix: sum(float(line.split()[-1]) for line in pages[env]  # noqa: E731
+                                  if line.startswith(metric + suffix) and label in line)
+        sums[name] = (pick("_sum"), pick("_count"))
+    return sums
+
+
 async def accepts(base: str, api_key: str, ids: list[int], concurrency: int, duration_s: float,
-                  warmup_s: float) -> tuple[load.LoadResult, int]:
+                  warmup_s: float, on_window=None) -> tuple[load.LoadResult, int]:
     """Like load.run, but each request accepts the next prepared order; also counts ``injected`` answers."""
     queue = iter(ids)
     latencies: list[float] = []
@@ -105,9 +133,13 @@ async def accepts(base: str, api_key: str, ids: list[int], concurrency: int, dur
         if warmup_s > 0:
             until = time.perf_counter() + warmup_s
             await asyncio.gather(*(worker(until, False) for _ in range(concurrency)))
+        if on_window:
+            on_window("start")
         began = time.perf_counter()
         await asyncio.gather(*(worker(began + duration_s, True) for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
+        if on_window:
+            on_window("stop")
     if statuses:
         print(f"accept: errors at concurrency {concurrency}: {statuses}", flush=True)
     return load.LoadResult(concurrency, elapsed, len(latencies), errors, latencies), injected
@@ -132,6 +164,9 @@ def run(info, duration: float, warmup: float) -> str:
     count = int(os.environ.get("ACCEPT_ORDERS", 6000))
     own_pos = None if pos_url(info.run_dir) else start_pos(info.kafka_bootstrap)
     results: dict = {}
+    urls = stages.health_urls(info.run_dir)
+    breakdown: dict[int, dict[str, float]] = {}
+    cpu_ms: dict[int, dict[str, float]] = {}
     try:
         for concurrency in (1, 32):
             print(f"accept: read path at concurrency {concurrency} ...", flush=True)
@@ -139,13 +174,39 @@ def run(info, duration: float, warmup: float) -> str:
                                                                 duration, warmup))
             ids = asyncio.run(prepare(info.database_url, info.api_key, count, f"c{concurrency}"))
             print(f"accept: accepts at concurrency {concurrency} ({len(ids)} received orders prepared) ...", flush=True)
+            meter = cpu.Meter(lambda: cpu.stack_processes(info.gateway_url, info.database_url))
+            used: dict[str, float] = {}
+            window = lambda edge: meter.start() if edge == "start" else used.update(meter.stop())  # noqa: E731
+            before = stage_sums(urls) if urls else {}
             results["accept", concurrency] = asyncio.run(accepts(info.gateway_url, info.api_key, ids, concurrency,
-                                                                 duration, warmup))
+                                                                 duration, warmup, window))
+            if urls:
+                breakdown[concurrency] = stages.means_ms(before, stage_sums(urls))
+            done = results["accept", concurrency][0].ok
+            if done:
+                cpu_ms[concurrency] = {kind: seconds / done * 1000 for kind, seconds in used.items()}
     finally:
         if own_pos is not None:
             own_pos.terminate()
             own_pos.wait(10)
-    return report(results, duration, warmup)
+    return report(results, duration, warmup) + "\n" + details(breakdown, cpu_ms)
+
+
+def details(breakdown: dict[int, dict[str, float]], cpu_ms: dict[int, dict[str, float]]) -> str:
+    """Where an accept's time goes (mean ms per record, warm-up included) and CPU ms per accept per process."""
+    lines = []
+    if breakdown:
+        lines += ["", "where an accept's time goes (mean ms per record, from the services' histograms, warm-up included):", "",
+                  "| stage | " + " | ".join(f"c{c}" for c in breakdown) + " |", "|---|" + "---|" * len(breakdown)]
+        lines += [f"| {name} | " + " | ".join(f"{breakdown[c].get(name, float('nan')):.1f}" for c in breakdown) + " |"
+                  for name, *_ in STAGES]
+    if cpu_ms:
+        kinds = sorted({kind for used in cpu_ms.values() for kind in used})
+        lines += ["", "CPU per accept (ms, psutil, measured window):", "",
+                  "| process | " + " | ".join(f"c{c}" for c in cpu_ms) + " |", "|---|" + "---|" * len(cpu_ms)]
+        lines += [f"| {kind} | " + " | ".join(f"{cpu_ms[c].get(kind, 0.0):.2f}" for c in cpu_ms) + " |" for kind in kinds]
+        lines.append("| **total** | " + " | ".join(f"**{sum(cpu_ms[c].values()):.2f}**" for c in cpu_ms) + " |")
+    return "\n".join(lines)
 
 
 def report(results: dict, duration: float, warmup: float) -> str:

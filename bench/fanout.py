@@ -10,6 +10,8 @@ aiohttp client posting the same signed bodies to the same healthy receivers.
   healthy deliveries/s) while the bad endpoints keep misbehaving (their retries included); p99 of
   event publish -> arrival at a healthy receiver (the body carries the publish time).
 - Peak RSS of the dispatcher process, sampled every 100 ms through both phases.
+- CPU (psutil) of the dispatcher, Postgres and Tansu per healthy delivery in the burst, and of the
+  raw client per post (this process): stabler than req/s on a shared box; judge changes by it.
 
 Attempt timeouts are the dispatcher's defaults (connect 5 s, 15 s); the hanging receivers answer
 after 60 s. The receivers run in a process of their own (``python -m bench.fanout receivers PORT``),
@@ -217,11 +219,15 @@ class RssSampler:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
-def dispatcher_pid(gateway_url: str, database_url: str) -> int | None:
+def _stack_pids(gateway_url: str, database_url: str) -> dict[int, str]:
     try:
-        found = cpu.stack_processes(gateway_url, database_url)
+        return cpu.stack_processes(gateway_url, database_url)
     except RuntimeError:
-        return None
+        return {}
+
+
+def dispatcher_pid(gateway_url: str, database_url: str) -> int | None:
+    found = _stack_pids(gateway_url, database_url)
     return next((pid for pid, kind in found.items() if kind == "webhook_dispatcher"), None)
 
 
@@ -235,6 +241,8 @@ async def scenario(gateway_url: str, api_key: str, database_url: str, kafka_boot
     endpoints: list[dict] = []
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=0)
     sampler = RssSampler(dispatcher_pid(gateway_url, database_url))
+    burst_cpu = cpu.Meter(lambda: _stack_pids(gateway_url, database_url))  # CPU per delivery: stable where req/s is not
+    raw_cpu = cpu.Meter(lambda: {os.getpid(): "raw client"})
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -251,14 +259,18 @@ async def scenario(gateway_url: str, api_key: str, database_url: str, kafka_boot
         sampler.start()
 
         print(f"fanout: burst of {events} events to {len(endpoints)} endpoints ...", flush=True)
+        burst_cpu.start()
         started = time.time()
         for _ in range(events):
             await publish(producer, event(tenant_id, integration_id))
         burst = await wait_for(base, events * HEALTHY, 300)
+        burst_cpu.stop()
         dispatcher_rate = burst["count"] / (burst["last"] - started) if burst["last"] else 0.0
 
         print(f"fanout: raw client, {events * HEALTHY} posts ...", flush=True)
+        raw_cpu.start()
         raw_rate = await raw_client(base, healthy, events)
+        raw_cpu.stop()
 
         print(f"fanout: {paced} events at {rate:g}/s for latency ...", flush=True)
         await reset(base)
@@ -280,6 +292,8 @@ async def scenario(gateway_url: str, api_key: str, database_url: str, kafka_boot
     p50 = statistics.median(lat) if lat else float("nan")
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
     ratio = dispatcher_rate / raw_rate if raw_rate else 0.0
+    per_delivery = {kind: seconds * 1e6 / burst["count"] for kind, seconds in burst_cpu.seconds.items()} if burst["count"] else {}
+    raw_us = raw_cpu.seconds.get("raw client", 0.0) * 1e6 / (events * HEALTHY)
     rss_mb = sampler.peak / 2**20 if sampler.peak else float("nan")
     return "\n".join([
         f"fan-out: {HEALTHY} healthy, {HANGING} hanging (60 s, past the 15 s timeout), {FAILING} answering 500 endpoints; "
@@ -291,6 +305,10 @@ async def scenario(gateway_url: str, api_key: str, database_url: str, kafka_boot
         f"| raw aiohttp client posts/s (c{RAW_CONCURRENCY}) | {raw_rate:.0f} |",
         f"| healthy event -> delivery p50 / p99 (paced) | {p50:.1f} / {p99:.1f} ms ({latency['count']} of {paced * HEALTHY}) |",
         f"| dispatcher peak RSS | {rss_mb:.0f} MB |",
+        f"| dispatcher CPU per healthy delivery (burst) | {per_delivery.get('webhook_dispatcher', float('nan')):.0f} µs |",
+        f"| Postgres / Tansu CPU per healthy delivery (burst) | {per_delivery.get('postgres', float('nan')):.0f} / "
+        f"{per_delivery.get('tansu', float('nan')):.0f} µs |",
+        f"| raw client CPU per post (the bench's process) | {raw_us:.0f} µs |",
         "",
         "| goal | measured | status |", "|---|---|---|",
         f"| deliveries/s >= {THROUGHPUT_GOAL}x raw client | {ratio:.2f}x | {mark(ratio >= THROUGHPUT_GOAL)} |",

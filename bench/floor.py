@@ -171,7 +171,7 @@ async def client(bootstrap: str, prefix: str, concurrency: int, duration_s: floa
     await consumer.start()
     base = requests_topic(prefix)
     targets = replies = None
-    if config.kafka_roll_topics:  # as gateway.requester: newest request generation, own reply generations
+    if config.kafka_roll_topics:  # as posint_common.requests: newest request generation, own reply generations
         targets = topic_roll.Targets(admin)
         await targets.start()
         replies = topic_roll.RollingReader(consumer, admin, (topic_roll.reply_base(replies_topic(prefix), uuid.uuid4().hex[:12]),),

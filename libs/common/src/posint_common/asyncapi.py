@@ -35,8 +35,11 @@ CHANNELS = (
     # No consumer group: each gateway reads all partitions (with KAFKA_ROLL_TOPICS, its own
     # gateway.replies.<instance>.g<ms> generations) and matches a reply by ce_causationid.
     Channel(topics.GATEWAY_REPLIES, "every service", (), "the request's subject, when it had one", (replies.REPLY,), "reply"),
+    # The webhook dispatcher's own requests (get-integration, for an integration it has not learnt
+    # from integrations.events yet): each dispatcher reads all partitions, or its own generations.
+    Channel(topics.WEBHOOKS_REPLIES, "integrations", (), "the request's subject, when it had one", (replies.REPLY,), "reply"),
     Channel(topics.GATEWAY_EVENTS, "gateway", (), "tenant id", (tenants.TENANT_CREATED,), "event"),
-    Channel(topics.INTEGRATIONS_QUERIES, "gateway", ("integrations.queries",), "integration id (get), none (list)",
+    Channel(topics.INTEGRATIONS_QUERIES, "gateway, webhook-dispatcher (get-integration)", ("integrations.queries",), "integration id (get), none (list)",
             (integrations.LIST_INTEGRATIONS, integrations.GET_INTEGRATION, integrations.LIST_SYNC_RUNS,
              integrations.GET_SYNC_RUN), "query"),
     Channel(topics.INTEGRATIONS_COMMANDS, "gateway", ("integrations.commands",), "integration id",
@@ -140,7 +143,7 @@ def document() -> dict:
     channel_docs, operations = {}, {}
     for channel in all_channels:
         consumers = ", ".join(f"`{group}`" for group in channel.consumers) or (
-            "every gateway, without a consumer group, matching ce_causationid" if channel.kind == "reply" else "none yet")
+            "every requesting instance, without a consumer group, matching ce_causationid" if channel.kind == "reply" else "none yet")
         channel_docs[channel.topic] = {
             "address": channel.topic,
             "title": channel.topic,
@@ -157,7 +160,7 @@ def document() -> dict:
                 "summary": f"{channel.owner} writes {channel.topic}", "messages": refs}
         if channel.kind in ("command", "query"):
             send["reply"] = {"address": {"location": f"$message.header#/{HEADER_PREFIX}replyto",
-                                         "description": "the requester's reply topic (gateway.replies or its generation)"},
+                                         "description": "the requester's reply topic (gateway.replies, webhooks.replies, or a generation of one)"},
                              "channel": {"$ref": f"#/channels/{topics.GATEWAY_REPLIES}"},
                              "messages": [{"$ref": f"#/channels/{topics.GATEWAY_REPLIES}/messages/{replies.REPLY}"}]}
         operations[f"{channel.topic}.send"] = send

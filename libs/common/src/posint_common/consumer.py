@@ -16,6 +16,11 @@
 - Only an outage (Postgres or the broker away, so not even the dead letter can be written) holds a
   partition: the batch is replayed every second from its first offset, and meanwhile the consumer
   reports not ready, ``posint_consumer_stalled`` is 1 and every try logs an error.
+- A command's reply is written to the outbox with the rest of its transaction (one statement with the
+  rows the handler ``defer``-red) and, once committed, sent straight to the broker by the consumer;
+  the row is deleted when the broker acknowledged it. The relay sends it only if that did not happen
+  within ``outbox.DIRECT_GRACE_S`` (the consumer died, the broker was slow): the reply goes out at
+  least once either way, and a second copy is harmless (the requester completes once).
 - A failed query is answered at once with a 500 sent straight to the requester. One whose dead
   letter cannot be written is logged (``query_failed``), counted (outcome ``failed``) and
   committed past: a query changes nothing and its requester has its answer.
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 import asyncpg
@@ -55,6 +60,13 @@ class MessageContext:
     conn: asyncpg.Connection
     schema: str
     source: str
+    deferred: list[tuple[str, Envelope]] = field(default_factory=list)
+
+    def defer(self, topic: str, envelope: Envelope) -> None:
+        """Queue an outbox row the consumer writes after the handler, in one statement with the reply
+        (one round trip fewer than ``emit``). Replies among them (no subject) go out straight after
+        commit like the command's own. Only for handlers the consumer loop runs."""
+        self.deferred.append((topic, envelope))
 
     async def emit(self, topic: str, type: str, message: BaseModel, *, subject: str | None = None) -> Envelope:
         """Queue an event or command in the outbox, inside the handler's transaction."""
@@ -142,6 +154,8 @@ class ConsumerLoop:
         self._stopping = False
         self._last_batch: asyncio.Task | None = None
         self._room = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+        self._acked: list[str] = []  # replies sent directly and acknowledged, their rows not yet deleted
+        self._deleting: asyncio.Task | None = None
 
     async def start(self) -> None:
         if self.roller is None:
@@ -161,6 +175,8 @@ class ConsumerLoop:
                 self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             await self.settle()
+        if self._deleting is not None:
+            await asyncio.gather(self._deleting, return_exceptions=True)
         if self._pacer:
             self._pacer.close()
         if self.roller is not None:
@@ -295,13 +311,52 @@ class ConsumerLoop:
             if reply is not None and envelope.replyto:
                 await self._send_reply(reply, envelope)
             return "handled"
-        async with self.pool.acquire() as conn, conn.transaction():
-            if not await inbox.claim(conn, self.name, inbox.message_key(envelope)):
-                return "duplicate"
-            reply = await route.handler(self._context(envelope, conn), message)
-            if reply is not None and envelope.replyto:
-                await outbox.add(conn, self.schema, envelope.replyto, self._reply_envelope(reply, envelope))
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                if not await inbox.claim(conn, self.name, inbox.message_key(envelope)):
+                    return "duplicate"
+                context = self._context(envelope, conn)
+                reply = await route.handler(context, message)
+                rows = context.deferred
+                if reply is not None and envelope.replyto:
+                    rows.append((envelope.replyto, self._reply_envelope(reply, envelope)))
+                direct = [(topic, row) for topic, row in rows if self._sends_directly(topic, row)]
+                await outbox.add_many(conn, self.schema, rows, {row.id for _, row in direct})
+        for topic, row in direct:  # committed: the reply is durable, send it now rather than at the relay's turn
+            await self._send_direct(topic, row)
         return "handled"
+
+    def _sends_directly(self, topic: str, envelope: Envelope) -> bool:
+        """A reply (no aggregate: nothing waits behind it) to a topic the producer knows (no wait for
+        metadata) and that is not gone; anything else goes through the relay alone."""
+        return (envelope.type == REPLY and envelope.subject is None and not topic_roll.gone(topic)
+                and self.producer.client.cluster.partitions_for_topic(topic) is not None)
+
+    async def _send_direct(self, topic: str, envelope: Envelope) -> None:
+        """Hand the committed reply to the producer; its row is deleted once acknowledged. On any
+        failure the row stays and the relay sends it after ``outbox.DIRECT_GRACE_S``."""
+        try:
+            future = await self.producer.send(topic, envelope.value(), key=envelope.key, headers=envelope.headers())
+        except Exception as error:
+            log.warning("direct_reply_failed", consumer=self.name, topic=topic, error=repr(error))
+            return
+        future.add_done_callback(lambda done: self._acknowledged(done, envelope.id))
+
+    def _acknowledged(self, future: asyncio.Future, message_id: str) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return  # the relay sends it after the grace
+        self._acked.append(message_id)
+        if self._deleting is None or self._deleting.done():
+            self._deleting = asyncio.create_task(self._delete_acked(), name=f"direct-replies-{self.name}")
+
+    async def _delete_acked(self) -> None:
+        """Delete the rows of acknowledged replies, as many per statement as have gathered."""
+        while self._acked:
+            ids, self._acked = self._acked, []
+            try:
+                await outbox.delete_published(self.pool, ids)
+            except Exception as error:  # the relay sends them again after the grace: harmless
+                log.warning("direct_reply_rows_not_deleted", consumer=self.name, rows=len(ids), error=repr(error))
 
     def _context(self, envelope: Envelope, conn: asyncpg.Connection) -> MessageContext:
         return MessageContext(envelope=envelope, conn=conn, schema=self.schema, source=self.source)

@@ -12,10 +12,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.protocol.metadata import MetadataRequest
 
+from posint_common.contracts.limits import MAX_RECORD_BYTES
 from posint_common.envelope import Envelope
 from posint_common.settings import KafkaSettings
 
 DEFAULT_PARTITIONS = 3
+FETCH_MAX_BYTES = 52_428_800  # aiokafka's default bound on one fetch response, all partitions together
 
 
 class _NoAutoCreateMetadataRequest(MetadataRequest):
@@ -42,7 +44,7 @@ def make_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
         enable_idempotence=settings.kafka_enable_idempotence,  # optional: the outbox and inbox make delivery safe
         linger_ms=0,
         request_timeout_ms=settings.kafka_request_timeout_ms,
-        max_request_size=1_048_576,
+        max_request_size=settings.kafka_max_record_bytes,  # the topics' max.message.bytes take as much
     )
 
 
@@ -60,6 +62,9 @@ def make_consumer(settings: KafkaSettings, *topics: str, group_id: str | None, c
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
         max_poll_records=200,
+        # a record as large as a producer may send always comes through (contracts.limits)
+        max_partition_fetch_bytes=settings.kafka_max_record_bytes,
+        fetch_max_bytes=max(FETCH_MAX_BYTES, settings.kafka_max_record_bytes),
     )
 
 
@@ -69,13 +74,16 @@ async def send(producer: AIOKafkaProducer, topic: str, envelope: Envelope, timeo
         return await producer.send_and_wait(topic, envelope.value(), key=envelope.key, headers=envelope.headers())
 
 
-async def ensure_topics(bootstrap_servers: str, topics: tuple[str, ...], partitions: int = DEFAULT_PARTITIONS) -> None:
-    """Create any missing topic; existing ones are left as they are."""
+async def ensure_topics(bootstrap_servers: str, topics: tuple[str, ...], partitions: int = DEFAULT_PARTITIONS,
+                        max_record_bytes: int = MAX_RECORD_BYTES) -> None:
+    """Create any missing topic, taking records up to ``max_record_bytes`` (``max.message.bytes``;
+    a broker's default is 1 MiB); existing ones are left as they are."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
+        config = {"max.message.bytes": str(max_record_bytes)}
+        missing = [NewTopic(t, partitions, 1, topic_configs=config) for t in topics if t not in existing]
         if missing:
             try:
                 await admin.create_topics(missing)

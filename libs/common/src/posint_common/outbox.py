@@ -10,6 +10,10 @@ stop the others: it is retried with backoff, and after ``max_attempts`` tries wh
 answering it is parked (``parked_at``) until an operator retries it
 (``python -m posint_common.outbox retry --schema S``). Until then the rows of its aggregate wait
 behind it, in order; other aggregates move on. A broker outage is not charged to any row.
+
+A row without an aggregate (a reply) may be published by its writer right after commit
+(``add_many(direct=...)``): it is written not due before ``DIRECT_GRACE_S`` and deleted by the writer
+once acknowledged; only if that did not happen does the relay send it, after the grace.
 """
 from __future__ import annotations
 
@@ -81,24 +85,58 @@ SELECT pg_notify($6, '') FROM (SELECT count(*) FROM added) AS done
 """
 
 
+# As ADD_ROWS, with some rows the writer publishes itself right after commit (``direct``): those are
+# not due before ``retry_at`` (now + the grace), so the relay leaves them to the writer, which deletes
+# them once the broker acknowledged; a writer that crashed or failed leaves them to the relay. The
+# relay is woken only when some row is its to publish now.
+ADD_ROWS_DIRECT = """
+WITH added AS (
+  INSERT INTO outbox (id, topic, aggregateid, type, envelope, retry_at)
+  SELECT r.id, r.topic, r.aggregateid, r.type, r.envelope::json,
+         CASE WHEN r.direct THEN now() + $7::float8 * interval '1 second' END
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[]) WITH ORDINALITY
+       AS r(id, topic, aggregateid, type, envelope, direct, n)
+  ORDER BY r.n
+  RETURNING 1)
+SELECT pg_notify($8, '') FROM (SELECT count(*) FROM added) AS done WHERE $9::bool
+"""
+# How long a row its writer publishes itself is left to it before the relay sends it anyway (the
+# writer died or the broker did not acknowledge in time). Only rows without an aggregate (replies)
+# are written so: they hold no other row back, and a second copy of a reply is harmless.
+DIRECT_GRACE_S = 1.0
+DELETE_PUBLISHED = "DELETE FROM outbox WHERE id = ANY($1::text[])"
+
+
 async def add(conn: asyncpg.Connection, schema: str, topic: str, envelope: Envelope) -> None:
     """Queue ``envelope`` for ``topic``; must run inside the caller's transaction."""
     await add_many(conn, schema, [(topic, envelope)])
 
 
-async def add_many(conn: asyncpg.Connection, schema: str, rows: list[tuple[str, Envelope]]) -> None:
-    """Queue several ``(topic, envelope)`` in this order, in one statement; inside the caller's transaction."""
+async def add_many(conn: asyncpg.Connection, schema: str, rows: list[tuple[str, Envelope]],
+                   direct: frozenset[str] | set[str] = frozenset()) -> None:
+    """Queue several ``(topic, envelope)`` in this order, in one statement; inside the caller's transaction.
+
+    ``direct``: ids of rows (without a subject) the caller publishes itself after commit and then
+    deletes (``delete_published``); the relay sends them only after ``DIRECT_GRACE_S``."""
     if not rows:
         return
-    await conn.execute(
-        ADD_ROWS,
+    columns = (
         [envelope.id for _, envelope in rows],
         [topic for topic, _ in rows],
         [envelope.subject for _, envelope in rows],
         [envelope.type for _, envelope in rows],
         [envelope.model_dump_json() for _, envelope in rows],
-        channel(schema),
     )
+    if not direct:
+        await conn.execute(ADD_ROWS, *columns, channel(schema))
+        return
+    flags = [envelope.id in direct and envelope.subject is None for _, envelope in rows]
+    await conn.execute(ADD_ROWS_DIRECT, *columns, flags, DIRECT_GRACE_S, channel(schema), not all(flags))
+
+
+async def delete_published(pool: asyncpg.Pool, ids: list[str]) -> None:
+    """Rows their writer published itself (``add_many(direct=...)``), acknowledged: the relay has nothing left to do."""
+    await pool.execute(DELETE_PUBLISHED, ids)
 
 
 class OutboxRelay:

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from posint_common.contracts.limits import MAX_RECORD_BYTES
+
 T = TypeVar("T", bound=BaseSettings)
 
 
@@ -29,6 +31,9 @@ class KafkaSettings(BaseSettings):
     # make run/test/bench start the embedded Tansu, off for a broker that applies retention.
     kafka_roll_topics: bool = False
     kafka_roll_records: int = Field(default=2_000, ge=10, le=1_000_000)
+    # The largest record produced and consumed (producer max_request_size, consumer fetch sizes, the
+    # topics' max.message.bytes): never below what a 1 MiB inbound order needs (contracts.limits).
+    kafka_max_record_bytes: int = Field(default=MAX_RECORD_BYTES, ge=MAX_RECORD_BYTES, le=67_108_864)
 
 
 class ServiceSettings(KafkaSettings):

@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
 from posint_common import kafka, outbox
+from posint_common.contracts.limits import MAX_RECORD_BYTES
 from posint_common.devstack.broker import EmbeddedBroker
 from posint_common.envelope import Envelope
 from posint_common.outbox import OutboxRelay
@@ -19,7 +20,7 @@ from posint_common.retention import InboxPruner
 from posint_common.runtime import ServiceRuntime
 from posint_common.testing import eventually, read_topic, unique
 
-TOO_LARGE = "x" * 1_100_000  # over the producer's max_request_size (1 MiB)
+TOO_LARGE = "x" * (MAX_RECORD_BYTES + 1)  # over the producer's max_request_size (KAFKA_MAX_RECORD_BYTES)
 UNRESOLVABLE_TOPIC = "no such topic!"  # an invalid name: no broker ever has metadata for it
 
 

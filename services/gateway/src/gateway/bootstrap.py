@@ -5,7 +5,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from posint_common.contracts.topics import GATEWAY_REPLIES
 from posint_common.log import get_logger
+from posint_common.requests import Requester
 from posint_common.runtime import ServiceRuntime, bound_port
 
 from gateway import SCHEMA
@@ -14,7 +16,6 @@ from gateway.http.app import create_app
 from gateway.http.edge import EdgeRunner
 from gateway.http.idempotency import IdempotencyStore
 from gateway.http.limits import KeyLimiter
-from gateway.requester import Requester
 from gateway.tenants import Authenticator
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -26,7 +27,8 @@ async def bootstrap(settings: GatewaySettings) -> ServiceRuntime:
     runtime = ServiceRuntime(name=NAME, schema=SCHEMA, settings=settings, migrations=MIGRATIONS)
     await runtime.start_core()
     requester = Requester(
-        settings, runtime.producer, reply_timeout_s=settings.reply_timeout_ms / 1000, max_pending=settings.max_pending_replies
+        settings, runtime.producer, source=runtime.source, reply_topic=GATEWAY_REPLIES, client_id=GATEWAY_REPLIES,
+        reply_timeout_s=settings.reply_timeout_ms / 1000, max_pending=settings.max_pending_replies,
     )
     authenticator = Authenticator(runtime.pool, settings.auth_cache_seconds, settings.auth_miss_cache_seconds)
     # A claimed Idempotency-Key is held at most as long as a request can take, so a gateway that died

@@ -1,10 +1,13 @@
-"""Wires the webhook dispatcher: its schema, key ring, consumers, handlers and delivery workers."""
+"""Wires the webhook dispatcher: its schema, key ring, consumers, handlers, delivery workers, and the
+requester it asks the integrations service with."""
 from pathlib import Path
 
 from posint_common.contracts import topics
+from posint_common.requests import Requester
 from posint_common.runtime import ServiceRuntime
 
 from webhook_dispatcher import SCHEMA
+from webhook_dispatcher.adapters.integrations import IntegrationDirectory, reply_timeout_s
 from webhook_dispatcher.adapters.retention import message_pruner
 from webhook_dispatcher.adapters.sender import Sender
 from webhook_dispatcher.config import WebhooksSettings
@@ -37,13 +40,28 @@ def sender_of(settings: WebhooksSettings) -> Sender:
                   total_timeout_s=settings.webhooks_attempt_timeout_s)
 
 
+async def start_requester(settings: WebhooksSettings, runtime: ServiceRuntime) -> Requester:
+    """Before the consumers: a command may need it as soon as they run."""
+    bound_s = settings.webhooks_integration_lookup_timeout_ms / 1000
+    requester = Requester(settings, runtime.producer, source=runtime.source, reply_topic=topics.WEBHOOKS_REPLIES,
+                          client_id=f"{NAME}.replies", reply_timeout_s=reply_timeout_s(bound_s), max_pending=1_000)
+    await requester.start()
+    for task in requester.tasks:
+        runtime.supervise(task)
+    runtime.extra_stop.append(requester.stop)
+    runtime.extra_ready.append(lambda: requester.ready)
+    return requester
+
+
 async def bootstrap(settings: WebhooksSettings) -> ServiceRuntime:
     runtime = ServiceRuntime(name=NAME, schema=SCHEMA, settings=settings, migrations=MIGRATIONS)
     await runtime.start_core()
+    requester = await start_requester(settings, runtime)
     sender = sender_of(settings)
     runtime.extra_stop.append(sender.close)
+    directory = IntegrationDirectory(requester, settings.webhooks_integration_lookup_timeout_ms / 1000)
     handlers = WebhookHandlers(settings.key_ring, settings.egress, sender, settings.webhooks_allow_http,
-                               settings.webhooks_rotation_overlap_s)
+                               settings.webhooks_rotation_overlap_s, integrations=directory)
     runtime.add_consumer("queries", (topics.WEBHOOKS_QUERIES,), query_routes(handlers), read_only=True)
     runtime.add_consumer("commands", (topics.WEBHOOKS_COMMANDS,), command_routes(handlers))
     runtime.add_consumer(

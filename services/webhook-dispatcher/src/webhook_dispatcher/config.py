@@ -35,6 +35,10 @@ class WebhooksSettings(ServiceSettings):
     webhooks_prune_interval_s: float = Field(default=300, gt=0, le=86_400)
     # A claimed message is taken again this long after its attempt's timeout (a worker that died).
     webhooks_lease_margin_s: float = Field(default=15, gt=0, le=3_600)
+    # POST /webhooks for an integration not learnt from integrations.events yet asks the integrations
+    # service; past this bound it answers 503. It holds the command consumer meanwhile, and the answer
+    # must reach the gateway within its REPLY_TIMEOUT_MS (5 s): keep it well below.
+    webhooks_integration_lookup_timeout_ms: int = Field(default=3_000, ge=100, le=60_000)
 
     @model_validator(mode="after")
     def _failed_kept_longer(self) -> "WebhooksSettings":

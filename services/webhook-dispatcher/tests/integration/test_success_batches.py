@@ -17,7 +17,7 @@ from webhook_dispatcher.adapters.vault import KeyRing
 from webhook_dispatcher.bootstrap import MIGRATIONS
 from webhook_dispatcher.seed import seed_endpoint
 from webhook_dispatcher.service_layer.fanout import record_for_endpoints
-from webhook_dispatcher.service_layer.successes import Successes
+from webhook_dispatcher.service_layer.successes import successes as success_writer
 
 KEYS = KeyRing.parse(new_key_entry("t1"))
 TENANT = "tenant-batches"
@@ -47,7 +47,7 @@ async def recorded(pool, endpoints: int) -> list:
 
 async def test_a_batch_of_successes_is_recorded_together(pool):
     rows = await recorded(pool, 5)
-    successes = Successes(pool)
+    successes = success_writer(pool)
     writer = asyncio.create_task(successes.run_forever())
     try:
         await asyncio.wait_for(asyncio.gather(*(successes.record(row["id"], row["endpoint_id"], 1,
@@ -63,7 +63,7 @@ async def test_a_batch_of_successes_is_recorded_together(pool):
 
 async def test_a_failing_batch_is_tried_one_by_one(pool):
     rows = await recorded(pool, 3)
-    successes = Successes(pool)
+    successes = success_writer(pool)
     writer = asyncio.create_task(successes.run_forever())
     missing = max(row["id"] for row in rows) + 1000  # no such message: its attempt row breaks the batch
     try:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
+from posint_common.contracts import limits
 from posint_common.contracts.inbound import Currency, Customer, Fulfillment, Money, OrderItem
 from posint_common.contracts.integrations import PushOutcome, UtcSeconds
 from posint_common.contracts.providers import PRINTABLE, ExternalId
@@ -40,10 +41,11 @@ PLATFORM_ORDER_CANCELLED = "posint.integrations.order-cancelled.v1"
 
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 100
-PAGE_BYTES = 655_360
-"""A page's orders (each up to a 256 KiB push twice: raw and normalized) stop at about this many bytes
-of JSON, so the reply stays inside the broker's 1 MiB record limit; a page cut short says so with
-PAGE_CONTINUES (a reply header the gateway turns into the next link, never shown)."""
+PAGE_BYTES = limits.ORDER_MAX_BYTES // limits.MAX_CHARACTER_BYTES
+"""A page's orders stop at this many characters of JSON (896 Ki; at most 4 bytes each), so the reply
+stays inside the broker's record limit (``limits.MAX_RECORD_BYTES``); one order alone, up to
+``limits.ORDER_MAX_BYTES``, always fits. A page cut short says so with PAGE_CONTINUES (a reply
+header the gateway turns into the next link, never shown)."""
 PAGE_CONTINUES = "x-posint-page-continues"
 
 

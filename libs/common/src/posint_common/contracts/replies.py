@@ -1,4 +1,4 @@
-"""The answer to a gateway command or query, sent to ``gateway.replies``."""
+"""The answer to a command or query, sent to the requester's reply topic (``gateway.replies``, ``webhooks.replies``)."""
 from __future__ import annotations
 
 from typing import Any

@@ -2,6 +2,7 @@
 emitter's, queries to their own topic so reads never queue behind writes."""
 
 GATEWAY_REPLIES = "gateway.replies"
+WEBHOOKS_REPLIES = "webhooks.replies"  # the dispatcher's own requests (get-integration) are answered here
 GATEWAY_EVENTS = "gateway.events"
 INTEGRATIONS_COMMANDS = "integrations.commands"
 INTEGRATIONS_QUERIES = "integrations.queries"
@@ -47,4 +48,4 @@ def dead_letter(topic: str) -> str:
     return f"{topic}.dlq"
 
 
-ALL = (GATEWAY_REPLIES, *CONSUMED, *(dead_letter(topic) for topic in CONSUMED))
+ALL = (GATEWAY_REPLIES, WEBHOOKS_REPLIES, *CONSUMED, *(dead_letter(topic) for topic in CONSUMED))

@@ -1,12 +1,13 @@
 """The gateway's aiohttp application factory."""
 from aiohttp import web
 
+from posint_common.requests import Requester
+
 from gateway.http.endpoints import REQUESTER_KEY, add_routes
 from gateway.http.idempotency import STORE_KEY, IdempotencyStore
 from gateway.http.limits import LIMITER_KEY, KeyLimiter
 from gateway.http.middleware import AUTHENTICATOR_KEY, authenticate, authorize, limit, request_context
 from gateway.http.openapi import add_openapi_route
-from gateway.requester import Requester
 from gateway.tenants import Authenticator
 
 

@@ -13,13 +13,13 @@ import pydantic_core
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from posint_common.contracts import inbound, integrations, orders, topics, webhooks
+from posint_common.contracts import inbound, integrations, limits, orders, topics, webhooks
 from posint_common.contracts.replies import Reply
 from posint_common.contracts.types import PgId
+from posint_common.requests import BrokerUnavailable, Overloaded, Requester, ReplyTimeout, ServiceUnavailable
 
 from gateway.http import idempotency, problems
 from gateway.http.middleware import PUBLIC_ROUTES_KEY, REQUEST_ID_KEY, TENANT_KEY
-from gateway.requester import BrokerUnavailable, Overloaded, Requester, ReplyTimeout, ServiceUnavailable
 
 API_PREFIX = "/api/v1"
 REQUESTER_KEY = web.AppKey("requester", Requester)
@@ -227,9 +227,10 @@ async def get_sync_run(call: Call) -> web.Response:
     return reply_response(reply, call.request_id)
 
 
-INBOUND_MAX_BYTES = 262_144
-"""A push travels base64 in one command record and comes back, beside its normalized form, in one
-order-received event; at 256 KiB both stay well inside the broker's 1 MiB record limit."""
+INBOUND_MAX_BYTES = limits.INBOUND_MAX_BYTES
+"""1 MiB, as the contract promises. A push travels base64 in one command record and comes back,
+beside its normalized form, in the order's events and replies: KAFKA_MAX_RECORD_BYTES is sized for
+that (posint_common.contracts.limits)."""
 
 
 async def receive_inbound(call: Call) -> web.Response:

@@ -58,6 +58,58 @@ async def stored_order(conn: asyncpg.Connection, integration_id: int, external_i
         if row else None
 
 
+# The delivery id's order (a redelivered message) and the order as last received (locked until the
+# transaction ends), in one round trip.
+SEEN_AND_STORED = """
+WITH seen AS (
+  SELECT o.external_id, o.received_at FROM inbound_deliveries d JOIN inbound_orders o
+      ON o.integration_id = d.integration_id AND o.external_id = d.external_id
+  WHERE d.integration_id = $1 AND d.webhook_id = $2),
+stored AS (
+  SELECT external_id, received_at, normalized, cancelled_at FROM inbound_orders
+  WHERE integration_id = $1 AND external_id = $3 FOR UPDATE)
+SELECT true AS seen, external_id, received_at, NULL::jsonb AS normalized, NULL::timestamptz AS cancelled_at FROM seen
+UNION ALL
+SELECT false, external_id, received_at, normalized, cancelled_at FROM stored
+"""
+
+
+async def seen_and_stored(conn: asyncpg.Connection, integration_id: int, webhook_id: str | None,
+                          external_id: str) -> tuple[Received | None, Stored | None]:
+    """``delivered`` and ``stored_order`` in one statement."""
+    seen = stored = None
+    for row in await conn.fetch(SEEN_AND_STORED, integration_id, webhook_id, external_id):
+        if row["seen"]:
+            seen = Received(row["external_id"], row["received_at"])
+        else:
+            stored = Stored(row["external_id"], row["received_at"], json.loads(row["normalized"]), row["cancelled_at"])
+    return seen, stored
+
+
+# A new order, its delivery id and the integration's last inbound time in one statement; nothing
+# written when a concurrent delivery of the same order won.
+ADD_NEW_ORDER = """
+WITH added AS (
+  INSERT INTO inbound_orders (tenant_id, integration_id, external_id, webhook_id, body, normalized)
+  VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING RETURNING external_id, received_at),
+touched AS (
+  UPDATE integrations SET last_inbound_order_at = added.received_at FROM added WHERE integrations.id = $2),
+delivery AS (
+  INSERT INTO inbound_deliveries (integration_id, webhook_id, external_id)
+  SELECT $2, $4, external_id FROM added WHERE $4::text IS NOT NULL ON CONFLICT DO NOTHING)
+SELECT external_id, received_at FROM added
+"""
+
+
+async def add_new_order(conn: asyncpg.Connection, integration: Integration, external_id: str, webhook_id: str | None,
+                        body: bytes, normalized: dict) -> Received | None:
+    """Record a new order (with its delivery id, and the integration's last inbound time); None if a
+    concurrent delivery of the same order won (nothing written)."""
+    row = await conn.fetchrow(ADD_NEW_ORDER, integration.tenant_id, integration.id, external_id, webhook_id, body,
+                              json.dumps(normalized))
+    return Received(row["external_id"], row["received_at"]) if row else None
+
+
 async def mark_cancelled(conn: asyncpg.Connection, integration_id: int, external_id: str, reason: str | None) -> None:
     """The platform cancelled the order: remembered, so a repeated cancellation is a duplicate."""
     await conn.execute(
@@ -84,21 +136,6 @@ async def update_order(conn: asyncpg.Connection, integration: Integration, exter
         integration.id, external_id, body, json.dumps(normalized),
     )
     await conn.execute("UPDATE integrations SET last_inbound_order_at = now() WHERE id = $1", integration.id)
-
-
-async def add_order(conn: asyncpg.Connection, integration: Integration, external_id: str, webhook_id: str | None,
-                    body: bytes, normalized: dict) -> Received | None:
-    """Record a new order and the integration's last inbound time; None if a concurrent delivery of
-    the same order won (nothing written)."""
-    row = await conn.fetchrow(
-        "INSERT INTO inbound_orders (tenant_id, integration_id, external_id, webhook_id, body, normalized)"
-        " VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING RETURNING external_id, received_at",
-        integration.tenant_id, integration.id, external_id, webhook_id, body, json.dumps(normalized),
-    )
-    if row is None:
-        return None
-    await conn.execute("UPDATE integrations SET last_inbound_order_at = $2 WHERE id = $1", integration.id, row["received_at"])
-    return Received(row["external_id"], row["received_at"])
 
 
 async def add_rejection(conn: asyncpg.Connection, integration: Integration, webhook_id: str | None, error: str,

@@ -19,7 +19,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import asyncpg
 
@@ -154,7 +154,8 @@ class InboundHandlers:
                     f"No order {parsed.external_id} was received on integration {integration.id}: nothing to cancel"
                     " (send it again once the order is in).")))
         else:
-            handed = await hand_over(ctx.conn, ctx.schema, ctx.source, integration, parsed, body, document, cause=ctx.envelope)
+            handed = await hand_over(ctx.conn, ctx.schema, ctx.source, integration, parsed, body, document, cause=ctx.envelope,
+                                     defer=ctx.defer)
         status = 202 if handed.kind in (RECEIVED, CANCELLED) else 200
         return _counted(integration.provider, INBOUND_OUTCOME_OF[handed.kind],
                         _receipt(status, integration.id, handed.received, handed.kind))
@@ -179,23 +180,24 @@ class HandedOver:
 
 async def hand_over(conn: asyncpg.Connection, schema: str, source: str, integration: Integration, parsed: Parsed, body: bytes,
                     document: dict[str, Any], *, cause: Envelope | None = None,
-                    correlationid: str | None = None) -> HandedOver:
+                    correlationid: str | None = None,
+                    defer: Callable[[str, Envelope], None] | None = None) -> HandedOver:
     """Record one order from the platform (pushed to us, or fetched by a sync run) and hand it to
     the orders service, inside the caller's transaction: a new order or a changed copy emits
-    ``order-received`` (outbox); the same delivery again, or the same content under another
-    delivery, changes nothing. The one path for every order that comes in."""
+    ``order-received`` (outbox; through ``defer`` when given: a consumer handler's
+    ``MessageContext.defer``, written with the reply in one statement); the same delivery again, or
+    the same content under another delivery, changes nothing. The one path for every order that
+    comes in."""
     external_id, webhook_id = parsed.order.external_id, parsed.webhook_id
-    seen = await repository.delivered(conn, integration.id, webhook_id)
+    seen, stored = await repository.seen_and_stored(conn, integration.id, webhook_id, external_id)
     if seen is not None:  # the same message again
         return HandedOver(DUPLICATE, seen)
     normalized = parsed.order.model_dump(mode="json")
-    stored = await repository.stored_order(conn, integration.id, external_id)
     if stored is None:
-        received = await repository.add_order(conn, integration, external_id, webhook_id, body, normalized)
+        received = await repository.add_new_order(conn, integration, external_id, webhook_id, body, normalized)
         if received is None:  # a concurrent delivery of the same order committed first
             return await hand_over(conn, schema, source, integration, parsed, body, document, cause=cause,
-                                   correlationid=correlationid)
-        await repository.add_delivery(conn, integration.id, webhook_id, external_id)
+                                   correlationid=correlationid, defer=defer)
         kind = RECEIVED
     else:
         await repository.add_delivery(conn, integration.id, webhook_id, external_id)
@@ -213,7 +215,10 @@ async def hand_over(conn: asyncpg.Connection, schema: str, source: str, integrat
     envelope = Envelope.wrap(event, source=source, type=contract.ORDER_RECEIVED, cause=cause,
                              subject=contract.order_subject(integration.id, external_id), tenantid=integration.tenant_id,
                              **attrs)
-    await outbox.add(conn, schema, topics.INTEGRATIONS_EVENTS, envelope)
+    if defer is not None:
+        defer(topics.INTEGRATIONS_EVENTS, envelope)
+    else:
+        await outbox.add(conn, schema, topics.INTEGRATIONS_EVENTS, envelope)
     log.info("inbound_order_" + kind, integration_id=integration.id, tenant=integration.tenant_id)
     return HandedOver(kind, received)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -32,6 +32,26 @@ def recorded(update: str, args: int) -> str:
     return RECORDED.format(update=update, columns=COLUMNS, n=args + 1, n1=args + 2, n2=args + 3)
 
 
+# A new order (none when (tenant, integration, external id) exists), its first history line and
+# its integration's settings, in one statement.
+ADD_RECEIVED = f"""
+WITH s AS (
+  SELECT auto_accept, prep_time_minutes, accept_window_seconds FROM integration_settings
+  WHERE integration_id = $2 AND tenant_id = $1),
+added AS (
+  INSERT INTO orders (tenant_id, integration_id, provider, external_id, status, normalized, raw_data, received_at,
+                      accept_by)
+  VALUES ($1, $2, $3, $4, 'received', $5::jsonb, $6::jsonb, $7,
+          $7::timestamptz + coalesce(nullif((SELECT accept_window_seconds FROM s), 0) * interval '1 second', $8::interval))
+  ON CONFLICT (tenant_id, integration_id, external_id) DO NOTHING RETURNING {COLUMNS}),
+logged AS (
+  INSERT INTO status_history (order_id, from_status, to_status, source) SELECT id, NULL, 'received', 'platform' FROM added)
+SELECT added.*, s.auto_accept AS s_auto_accept, s.prep_time_minutes AS s_prep_time_minutes,
+       s.accept_window_seconds AS s_accept_window_seconds, s.auto_accept IS NOT NULL AS s_found
+FROM added LEFT JOIN s ON true
+"""
+
+
 def _order(row: asyncpg.Record | None) -> Order | None:
     if row is None:
         return None
@@ -59,6 +79,22 @@ class OrderRepository:
             received_at, accept_by,
         )
         return _order(row)
+
+    async def add_received(self, integration_id: int, provider: str, external_id: str, normalized: dict[str, Any],
+                           raw_data: dict[str, Any], received_at: datetime,
+                           default_window: timedelta) -> tuple[Order | None, IntegrationSettings]:
+        """As ``add`` with its first history line (``received``, source ``platform``) and the
+        integration's settings, in one round trip: ``accept_by`` = ``received_at`` + the
+        integration's ``accept_window_seconds`` if set, else ``default_window`` (the provider's; see
+        ``orders.domain.model.accept_by``). (None, defaults) when the order exists."""
+        row = await self._conn.fetchrow(ADD_RECEIVED, self._tenant_id, integration_id, provider, external_id,
+                                        json.dumps(normalized), json.dumps(raw_data), received_at, default_window)
+        if row is None:
+            return None, IntegrationSettings()
+        values = dict(row)
+        settings = {name: values.pop(f"s_{name}") for name in ("auto_accept", "prep_time_minutes", "accept_window_seconds")}
+        found = values.pop("s_found")
+        return _order(values), IntegrationSettings(**settings) if found else IntegrationSettings()
 
     async def by_external_id(self, integration_id: int, external_id: str) -> Order | None:
         row = await self._conn.fetchrow(
@@ -179,13 +215,6 @@ class OrderRepository:
             "DELETE FROM reply_waits WHERE order_id = $1 AND tenant_id = $2 RETURNING command_id, correlationid, reply_to",
             order_id, self._tenant_id,
         )
-
-    async def integration(self, integration_id: int) -> IntegrationSettings:
-        row = await self._conn.fetchrow(
-            "SELECT auto_accept, prep_time_minutes, accept_window_seconds FROM integration_settings"
-            " WHERE integration_id = $1 AND tenant_id = $2", integration_id, self._tenant_id,
-        )
-        return IntegrationSettings(**dict(row)) if row else IntegrationSettings()
 
     async def save_integration(self, integration_id: int, provider: str, settings: IntegrationSettings) -> None:
         await self._conn.execute(

@@ -179,13 +179,11 @@ async def order_received(ctx: MessageContext, event: inbound.OrderReceived) -> N
     if not tenant_id:
         raise PermanentError("order-received without a tenantid")
     repository = OrderRepository(ctx.conn, tenant_id)
-    settings = await repository.integration(event.integration_id)
     normalized = event.order.model_dump(mode="json")
-    created = await repository.add(event.integration_id, event.provider, event.external_id, normalized, event.raw_data,
-                                   event.received_at,
-                                   accept_by(event.provider, event.received_at, settings.accept_window_seconds))
+    default_window = accept_by(event.provider, event.received_at) - event.received_at  # the provider's
+    created, settings = await repository.add_received(event.integration_id, event.provider, event.external_id,
+                                                      normalized, event.raw_data, event.received_at, default_window)
     if created is not None:
-        await repository.record(created.id, None, Status.RECEIVED, Source.PLATFORM)
         metrics.transition(created.provider, Status.RECEIVED, Source.PLATFORM)
         await emit_order(ctx, contract.ORDER_CREATED, created)
         log.info("order_created", order_id=created.id, integration_id=created.integration_id)

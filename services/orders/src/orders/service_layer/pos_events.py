@@ -8,7 +8,6 @@ the history and not applied.
 """
 from __future__ import annotations
 
-from posint_common import outbox
 from posint_common.consumer import MessageContext, PermanentError
 from posint_common.contracts import orders as contract, pos
 from posint_common.log import get_logger
@@ -47,8 +46,9 @@ async def injected(ctx: MessageContext, event: pos.PosOrderInjected) -> None:
     order = await repository.set_injection(order.id, order.status, INJECTED, Source.POS,
                                            f"injected as {event.pos_order_id}", pos_order_id=event.pos_order_id)
     metrics.injection(order.provider, INJECTED)
-    rows = [order_event(ctx, contract.ORDER_INJECTED, order), *await held_replies(ctx.source, repository, order)]
-    await outbox.add_many(ctx.conn, ctx.schema, rows)
+    for topic, envelope in [order_event(ctx, contract.ORDER_INJECTED, order),
+                            *await held_replies(ctx.source, repository, order)]:
+        ctx.defer(topic, envelope)  # one statement; the held replies go to the gateway straight after commit
     log.info("order_injected", order_id=order.id, attempt=order.injection_attempt)
 
 
@@ -59,9 +59,10 @@ async def injection_failed(ctx: MessageContext, event: pos.PosOrderInjectionFail
     order = await repository.set_injection(order.id, order.status, FAILED, Source.POS,
                                            f"injection failed: {event.reason}", error=event.reason)
     metrics.injection(order.provider, FAILED)
-    rows = [order_event(ctx, contract.ORDER_INJECTION_FAILED, order, contract.OrderInjectionFailed, reason=event.reason),
-            *await held_replies(ctx.source, repository, order)]
-    await outbox.add_many(ctx.conn, ctx.schema, rows)
+    for topic, envelope in [order_event(ctx, contract.ORDER_INJECTION_FAILED, order, contract.OrderInjectionFailed,
+                                        reason=event.reason),
+                            *await held_replies(ctx.source, repository, order)]:
+        ctx.defer(topic, envelope)
     log.warning("order_injection_failed", order_id=order.id, attempt=order.injection_attempt)
 
 

@@ -13,6 +13,7 @@ from posint_common.vault import Sealed
 from webhook_dispatcher.adapters.sender import Attempt
 
 CHANNEL = "webhook_dispatcher_messages"  # NOTIFY'd when messages become due now
+NEW, RECOVER = "new", "recover"  # payloads: new messages (first attempts), a recovery opened; none: put back
 
 # Due messages of one lane in due order (the partial index on due_at), skipping endpoints already at
 # their cap and a message whose order has an earlier message to the same endpoint still waiting for
@@ -51,18 +52,18 @@ def sealed_secrets(row: asyncpg.Record, now: datetime) -> list[Sealed]:
 
 async def record(conn: asyncpg.Connection, endpoint_ids: list[int], message_ids: list[str], event_type: str,
                  order_key: str | None, body: str) -> int:
-    """One message per endpoint; a message id already recorded (the same event again) is skipped."""
+    """One message per endpoint; a message id already recorded (the same event again) is skipped.
+    The rows and the wake-up (NOTIFY, delivered at commit, only when a row is new) in one round trip."""
     if not endpoint_ids:
         return 0
-    inserted = await conn.fetch(
-        "INSERT INTO messages (endpoint_id, message_id, event_type, order_key, body)"
+    row = await conn.fetchrow(
+        "WITH inserted AS (INSERT INTO messages (endpoint_id, message_id, event_type, order_key, body)"
         " SELECT e, m, $3, $4, $5 FROM unnest($1::bigint[], $2::text[]) AS t (e, m)"
-        " ON CONFLICT (message_id) DO NOTHING RETURNING id",
-        endpoint_ids, message_ids, event_type, order_key, body,
+        " ON CONFLICT (message_id) DO NOTHING RETURNING 1)"
+        " SELECT n, CASE WHEN n > 0 THEN pg_notify($6, $7) END AS woken FROM (SELECT count(*) AS n FROM inserted) c",
+        endpoint_ids, message_ids, event_type, order_key, body, CHANNEL, NEW,
     )
-    if inserted:
-        await conn.execute(f"NOTIFY {CHANNEL}")  # delivered at commit
-    return len(inserted)
+    return row["n"]
 
 
 async def matching_endpoints(conn: asyncpg.Connection, tenant_id: str, integration_id: int, event: str,
@@ -130,19 +131,39 @@ async def delivered_many(conn: asyncpg.Connection, done: list[tuple[int, int, in
     )
 
 
+async def failed_many(conn: asyncpg.Connection, done: list[tuple[int, int, int, Attempt, float | None]]) -> dict[int, datetime]:
+    """Failures ``(message, endpoint id, attempt number, attempt, seconds until the retry or None
+    when given up)``, in one statement: each attempt logged, each message put back (``pending``,
+    due then) or ``failed``, the endpoints' failure clocks started where they were not (rows
+    locked in id order, as ``delivered_many``). Returns each endpoint's ``failing_since``."""
+    rows = await conn.fetch(
+        "WITH done AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::timestamptz[], $5::text[],"
+        " $6::int[], $7::float8[], $8::text[], $9::text[], $10::float8[]) AS t (message, endpoint_id, attempt,"
+        " attempted_at, outcome, status_code, latency_ms, error, response_body, due_in_s)),"
+        " logged AS (INSERT INTO attempts (message, endpoint_id, attempt, attempted_at, outcome, status_code, latency_ms,"
+        " error, response_body) SELECT message, endpoint_id, attempt, attempted_at, outcome, status_code, latency_ms,"
+        " error, response_body FROM done),"
+        " settled AS (UPDATE messages m SET status = CASE WHEN d.due_in_s IS NULL THEN 'failed' ELSE 'pending' END,"
+        " attempts = d.attempt, due_at = now() + make_interval(secs => coalesce(d.due_in_s, 0)), lease_until = NULL,"
+        " last_attempt_at = now() FROM done d WHERE m.id = d.message),"
+        " locked AS MATERIALIZED (SELECT id FROM endpoints WHERE id = ANY ($2::bigint[]) ORDER BY id FOR NO KEY UPDATE),"
+        " first AS (SELECT endpoint_id, min(attempted_at) AS at FROM done GROUP BY endpoint_id)"
+        " UPDATE endpoints e SET failing_since = coalesce(e.failing_since, f.at) FROM first f"
+        " WHERE e.id = f.endpoint_id AND e.id IN (SELECT id FROM locked) RETURNING e.id, e.failing_since",
+        [each[0] for each in done], [each[1] for each in done], [each[2] for each in done],
+        [each[3].attempted_at for each in done], [each[3].outcome for each in done],
+        [each[3].status_code for each in done], [each[3].latency_ms for each in done],
+        [_text(each[3].error) for each in done], [_text(each[3].response_body) for each in done],
+        [each[4] for each in done],
+    )
+    return {row["id"]: row["failing_since"] for row in rows}
+
+
 async def settle(conn: asyncpg.Connection, message: int, *, status: str, attempts: int, due_in_s: float = 0) -> None:
     await conn.execute(
         "UPDATE messages SET status = $2, attempts = $3, due_at = now() + make_interval(secs => $4),"
         " lease_until = NULL, last_attempt_at = now() WHERE id = $1",
         message, status, attempts, due_in_s,
-    )
-
-
-async def endpoint_failed(conn: asyncpg.Connection, endpoint_id: int, at: datetime) -> datetime:
-    """Since when the endpoint has failed every attempt."""
-    return await conn.fetchval(
-        "UPDATE endpoints SET failing_since = coalesce(failing_since, $2) WHERE id = $1 RETURNING failing_since",
-        endpoint_id, at,
     )
 
 
@@ -188,7 +209,7 @@ async def open_recovery(conn: asyncpg.Connection, endpoint_id: int, since: datet
         "INSERT INTO recoveries (endpoint_id, since, upto) VALUES ($1, $2, $3) RETURNING id, endpoint_id, since",
         endpoint_id, since, upto,
     )
-    await conn.execute(f"NOTIFY {CHANNEL}, 'recover'")
+    await conn.execute(f"NOTIFY {CHANNEL}, '{RECOVER}'")
     return {**dict(row), "messages": count}
 
 

@@ -23,6 +23,7 @@ ATTEMPT_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15),
 )
 OUTCOMES = ("success", "http_error", "timeout", "connect_error", "ssrf_blocked")
+COUNTED = {outcome: ATTEMPTS.labels(outcome) for outcome in OUTCOMES}  # looked up once, not per attempt
 BODY_KEPT = 1024  # the first KiB of the receiver's answer is kept with the attempt
 
 
@@ -57,11 +58,12 @@ def headers(secret: str | list[str | Webhook], message_id: str, at: datetime, bo
     """Standard Webhooks headers; with several secrets (during a rotation) one signature each,
     space-separated, the newest first. A secret is given as text or as its ``signer``."""
     secrets = [secret] if isinstance(secret, str) else secret
+    signers = [each if isinstance(each, Webhook) else signer(each) for each in secrets]
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": " ".join((each if isinstance(each, Webhook) else signer(each)).sign(message_id, at, body)
-                                      for each in secrets),
+        "webhook-signature": signers[0].sign(message_id, at, body) if len(signers) == 1 else
+        " ".join(each.sign(message_id, at, body) for each in signers),
         "content-type": "application/json",
         "user-agent": "posint-webhooks/1",
     }
@@ -78,6 +80,11 @@ class Sender:
         self.connections = connections  # the lanes bound attempts; this only bounds sockets
         self.resolver = resolver  # tests pass one they control; None: the system's, behind the guard
         self._session: aiohttp.ClientSession | None = None
+        self._timeout = self._timeout_of(total_timeout_s)  # the usual one, made once
+
+    def _timeout_of(self, total_s: float) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=min(total_s, self.total_timeout_s), connect=self.connect_timeout_s,
+                                     sock_connect=self.connect_timeout_s)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -101,8 +108,7 @@ class Sender:
         """One attempt with a recorded body (its stored text, signed and sent as is), signed now
         with each secret (text or its ``signer``)."""
         at = datetime.now(timezone.utc)
-        timeout = aiohttp.ClientTimeout(total=min(total_timeout_s or self.total_timeout_s, self.total_timeout_s),
-                                        connect=self.connect_timeout_s, sock_connect=self.connect_timeout_s)
+        timeout = self._timeout_of(total_timeout_s) if total_timeout_s else self._timeout
         started = time.monotonic()
         status, error, answer, retry_after = None, None, None, None
         try:
@@ -121,6 +127,6 @@ class Sender:
             else:
                 outcome, error = "connect_error", type(failure).__name__
         latency = time.monotonic() - started
-        ATTEMPTS.labels(outcome).inc()
+        COUNTED[outcome].inc()
         ATTEMPT_SECONDS.observe(latency)
         return Attempt(message_id, outcome, status, round(latency * 1000, 1), error, answer, at, retry_after)

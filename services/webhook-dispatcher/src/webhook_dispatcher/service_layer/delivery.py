@@ -5,8 +5,10 @@ of retries (slow or dead receivers) never delays a first attempt. Within a lane 
 most ``per_endpoint`` attempts in flight, so one endpoint cannot take the lane. Memory is bounded by
 the lanes: only claimed messages are held, whatever the backlog in Postgres. One order's messages to
 an endpoint are claimed one after the other while they succeed on the first try (see
-``messages.CLAIM``). Wake-ups: NOTIFY when messages are recorded or put back, the completion of an
-attempt (room in the lane, and an order's next message), and a short poll for due retries."""
+``messages.CANDIDATES``). Wake-ups: NOTIFY when messages are recorded (the first-attempt lane) or
+put back (both), the completion of an attempt (room in the lane, an order's next message; the retry
+lane only while due retries were left behind), and a short poll for due retries. Outcomes are
+written in batches (``successes.GroupCommit``), each attempt finishing once its outcome is committed."""
 from __future__ import annotations
 
 import asyncio
@@ -27,7 +29,7 @@ from webhook_dispatcher.adapters.sender import Attempt, Sender, message, signer
 from webhook_dispatcher.adapters.vault import KeyRing, associated_data
 from webhook_dispatcher.domain.retry import GONE, RetryPolicy
 from webhook_dispatcher.service_layer.fanout import record_for_endpoints
-from webhook_dispatcher.service_layer.successes import Successes
+from webhook_dispatcher.service_layer.successes import GroupCommit, successes
 
 log = get_logger(__name__)
 
@@ -49,10 +51,16 @@ class Lane:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     in_flight: dict[int, int] = field(default_factory=dict)  # endpoint id -> attempts under way
     tasks: set[asyncio.Task] = field(default_factory=set)
+    saturated: bool = True  # the last claim filled the room or its page: due messages may be left behind
 
     @property
     def room(self) -> int:
         return self.capacity - len(self.tasks)
+
+    @property
+    def batch(self) -> int:
+        """Under load a lane claims only once this much is free: each claim reads the due queue."""
+        return max(1, self.capacity // 8)
 
     def busy(self) -> dict[int, int]:
         return {endpoint: count for endpoint, count in self.in_flight.items() if count}
@@ -76,7 +84,8 @@ class Deliverer:
         self.lanes = (Lane("first", True, self.max_in_flight), Lane("retry", False, self.max_retries_in_flight))
         self._recover = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
-        self.successes = Successes(self.pool)
+        self.successes = successes(self.pool)
+        self.failures = GroupCommit(self.pool, self._failed)
         self._signers: dict[tuple, list] = {}
 
     async def start(self) -> list[asyncio.Task]:
@@ -85,6 +94,7 @@ class Deliverer:
         self.tasks.append(asyncio.create_task(self._recover_forever(), name="webhooks-recover"))
         self.tasks.append(asyncio.create_task(self._measure_forever(), name="webhooks-metrics"))
         self.tasks.append(asyncio.create_task(self.successes.run_forever(), name="webhooks-successes"))
+        self.tasks.append(asyncio.create_task(self.failures.run_forever(), name="webhooks-failures"))
         return self.tasks
 
     async def stop(self) -> None:
@@ -104,7 +114,13 @@ class Deliverer:
         self._recover.set()
 
     def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
-        self.wake()
+        if payload == messages.RECOVER:  # a recovery opened (the recoverer also polls)
+            self._recover.set()
+        elif payload == messages.NEW:  # new messages: first attempts only
+            self.lanes[0].wake.set()
+        else:  # messages put back (retry, recover): either lane
+            for lane in self.lanes:
+                lane.wake.set()
 
     async def _listen(self) -> None:
         try:
@@ -132,7 +148,8 @@ class Deliverer:
             try:
                 if lane.fresh:
                     await self._keep_listening()
-                await self.fill(lane)
+                if lane.room >= lane.batch:  # else a finished attempt wakes it once there is
+                    await self.fill(lane)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # Postgres away: the next poll tries again
@@ -145,6 +162,7 @@ class Deliverer:
             async with self.pool.acquire() as conn:
                 rows, more = await messages.claim(conn, fresh=lane.fresh, limit=room, used=lane.busy(),
                                                   per_endpoint=self.per_endpoint, lease_s=self.lease_s)
+            lane.saturated = more or len(rows) >= room
             for row in rows:
                 lane.in_flight[row["endpoint_id"]] = lane.in_flight.get(row["endpoint_id"], 0) + 1
                 task = asyncio.create_task(self._attempt(row))
@@ -160,7 +178,10 @@ class Deliverer:
             lane.in_flight[endpoint] = left
         else:
             lane.in_flight.pop(endpoint, None)
-        if lane.room >= max(1, lane.capacity // 8):  # under load, claim in batches: each claim reads the due queue
+        # A finished first attempt may free an order's next message; retries become due with time
+        # (the poll) or by NOTIFY, so the retry lane claims again on a finished attempt only when its
+        # last claim may have left some.
+        if lane.room >= lane.batch and (lane.fresh or lane.saturated):
             lane.wake.set()
         if not task.cancelled() and task.exception() is not None:  # its lease runs out and it is made again
             log.error("webhook_attempt_failed", endpoint=endpoint, error=repr(task.exception()))
@@ -223,20 +244,25 @@ class Deliverer:
         if attempt.success:
             await self.successes.record(row["id"], endpoint, number, attempt)
             return
-        async with self.pool.acquire() as conn, conn.transaction():
-            await messages.log_attempt(conn, row["id"], endpoint, number, attempt)
-            if attempt.status_code == GONE:
+        if attempt.status_code == GONE:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await messages.log_attempt(conn, row["id"], endpoint, number, attempt)
                 await messages.settle(conn, row["id"], status="failed", attempts=number)
                 await self._disable(conn, endpoint, "the endpoint answered 410 Gone")
-                return
+            return
+        delay = self.policy.delay(number, attempt.status_code, attempt.retry_after, datetime.now(timezone.utc))
+        await self.failures.record(row["id"], endpoint, number, attempt, delay)
+
+    async def _failed(self, conn: asyncpg.Connection, batch: list[tuple]) -> None:
+        """A batch of failures (``failures``' writer): attempts logged, retries scheduled or
+        messages given up, and an endpoint failing every attempt too long disabled, in one transaction."""
+        async with conn.transaction():
+            clocks = await messages.failed_many(conn, batch)
             now = datetime.now(timezone.utc)
-            failing_since = await messages.endpoint_failed(conn, endpoint, attempt.attempted_at)
-            delay = self.policy.delay(number, attempt.status_code, attempt.retry_after, now)
-            await messages.settle(conn, row["id"], status="failed" if delay is None else "pending", attempts=number,
-                                  due_in_s=delay or 0)
-            if self.policy.failing_too_long(failing_since, now):
-                since = failing_since.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-                await self._disable(conn, endpoint, f"every attempt failed since {since}")
+            for endpoint, failing_since in sorted(clocks.items()):
+                if failing_since is not None and self.policy.failing_too_long(failing_since, now):
+                    since = failing_since.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    await self._disable(conn, endpoint, f"every attempt failed since {since}")
 
     async def _disable(self, conn: asyncpg.Connection, endpoint_id: int, reason: str) -> None:
         """Switch the endpoint off and tell the tenant's other endpoints of its integration that

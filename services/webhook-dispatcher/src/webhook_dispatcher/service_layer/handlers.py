@@ -2,7 +2,11 @@
 and what the dispatcher learns of integrations from their events.
 
 Commands run in the consumer's transaction with their inbox row; their reply goes to the outbox in
-that transaction. An answer the requester must act on (404, 422) is a reply, never an exception.
+that transaction. An answer the requester must act on (404, 422, 503) is a reply, never an exception.
+
+An endpoint's integration must be one of the tenant's live integrations. The dispatcher knows them
+from integrations.events; one it has not learnt yet (created a moment ago: the event is still on its
+way) is asked of the integrations service, its owner, and learnt from the answer as from the event.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from posint_common.contracts.replies import Reply
 from posint_common.egress import EgressPolicy
 
 from webhook_dispatcher.adapters import messages
+from webhook_dispatcher.adapters.integrations import IntegrationDirectory, IntegrationsUnavailable
 from webhook_dispatcher.adapters.repository import EndpointRepository, learn_integration
 from webhook_dispatcher.adapters.sender import Sender
 from webhook_dispatcher.adapters.vault import KeyRing, associated_data
@@ -24,6 +29,13 @@ from webhook_dispatcher.domain.model import Endpoint, new_secret, url_error
 
 def not_found(what: str, id: int) -> Reply:
     return Reply(status=404, problem=problem(404, "not-found", "Not Found", f"No {what} {id}."))
+
+
+def integrations_unavailable(integration_id: int, error: IntegrationsUnavailable) -> Reply:
+    """Retryable: the owner of integrations could not say whether the integration exists (never a false 404)."""
+    detail = f"The integrations service {error.why}, so integration {integration_id} could not be checked; retry later."
+    return Reply(status=503, problem=problem(503, "unavailable", "Service Unavailable", detail),
+                 headers={"Retry-After": str(error.retry_after_s)})
 
 
 def view(endpoint: Endpoint) -> contract.WebhookView:
@@ -43,6 +55,7 @@ class WebhookHandlers:
     allow_http: bool = False
     rotation_overlap_s: float = 86_400
     test_timeout_s: float = 4.0  # a test ping's answer must fit the gateway's reply timeout (5 s)
+    integrations: IntegrationDirectory | None = None  # None: only what integrations.events taught
 
     def _repository(self, ctx: MessageContext) -> EndpointRepository:
         return EndpointRepository(ctx.conn, ctx.envelope.tenantid)
@@ -58,13 +71,38 @@ class WebhookHandlers:
         if refused is not None:
             return refused
         repository, tenant_id = self._repository(ctx), ctx.envelope.tenantid
-        if not await repository.integration_known(command.integration_id):
-            return not_found("integration", command.integration_id)
+        if (refused := await self._integration_problem(ctx, repository, command.integration_id)) is not None:
+            return refused
         new_id, secret = await repository.next_id(), new_secret()
         sealed = self.keys.seal(secret.encode(), associated_data(tenant_id, new_id))
         created = await repository.create(new_id, command.integration_id, command.url, list(dict.fromkeys(command.events)), sealed)
         shown = contract.NewWebhook(**view(created).model_dump(), secret=secret)
         return document(201, contract.NewWebhookDocument(data=shown), {"Location": f"/api/v1/webhooks/{created.id}"})
+
+    async def _integration_problem(self, ctx: MessageContext, repository: EndpointRepository,
+                                   integration_id: int) -> Reply | None:
+        """None when the integration is one of the tenant's live ones, else the answer (404, or 503
+        when the integrations service cannot say in time). Asking happens only for an integration
+        not known here, inside this command's transaction, and holds the command consumer for at most
+        the lookup's bound: it handles a partition in order and fetches the next batch once the whole
+        batch is done. Stopping the service mid-question cancels it: the command is handled again
+        after the restart (inbox)."""
+        if await repository.integration_known(integration_id):
+            return None
+        if self.integrations is None:
+            return not_found("integration", integration_id)
+        try:
+            facts = await self.integrations.lookup(ctx.envelope.tenantid, integration_id, ctx.envelope.correlationid)
+        except IntegrationsUnavailable as error:
+            return integrations_unavailable(integration_id, error)
+        if facts is None:
+            return not_found("integration", integration_id)
+        # As the integration-created event would; when it arrives it is an idempotent update.
+        await learn_integration(ctx.conn, facts.id, ctx.envelope.tenantid, facts.provider, is_active=facts.is_active,
+                                deleted=False, at=facts.updated_at)
+        if not await repository.integration_known(integration_id):  # a deletion learnt meanwhile stays
+            return not_found("integration", integration_id)
+        return None
 
     async def get(self, ctx: MessageContext, query: contract.WebhookRef) -> Reply:
         endpoint = await self._repository(ctx).get(query.id)

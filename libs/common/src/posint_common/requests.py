@@ -1,8 +1,14 @@
 """Request/reply over Kafka: send a command or query carrying a reply address, wait for the reply.
 
-Every gateway instance reads all partitions of ``gateway.replies`` from the end (no consumer
-group) and completes the pending request whose command id is the reply's ``causationid``;
-replies for other instances are ignored.
+One mechanism for every requester (the gateway; the webhook dispatcher asking the integrations
+service about an integration it has not learnt yet): each kind has its own reply topic
+(``gateway.replies``, ``webhooks.replies``). Every instance reads all partitions of it from the end
+(no consumer group) and completes the pending request whose id is the reply's ``causationid``;
+replies for other instances are ignored. With ``KAFKA_ROLL_TOPICS`` each instance reads its own
+reply generations ``<reply topic>.<instance>.g<ms>`` instead (see posint_common.topic_roll).
+
+A late reply is told apart: the answering group never consumed the request (the service is down:
+``ServiceUnavailable``) or took it and stayed silent (``ReplyTimeout``).
 """
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from posint_common import kafka, metrics, topic_roll
 from posint_common.contracts.replies import REPLY, Reply
-from posint_common.contracts.topics import ANSWERED_BY, GATEWAY_REPLIES
+from posint_common.contracts.topics import ANSWERED_BY
 from posint_common.consumer import observe_lag
 from posint_common.envelope import Envelope, InvalidEnvelope
 from posint_common.fetch_pacing import FetchPacer
@@ -25,7 +31,6 @@ from posint_common.runtime import pacer_settings
 from posint_common.settings import ServiceSettings
 
 log = get_logger(__name__)
-SOURCE = "posint/gateway"
 
 
 class BrokerUnavailable(Exception):
@@ -41,15 +46,22 @@ class ServiceUnavailable(Exception):
 
 
 class Overloaded(Exception):
-    """As many requests wait for a reply as this gateway may hold; refused rather than queued."""
+    """As many requests wait for a reply as this requester may hold; refused rather than queued."""
 
 
 class Requester:
+    """``source`` signs the requests (``posint/<service>``), ``reply_topic`` is this kind of
+    requester's reply topic, ``client_id`` names its reply consumer (and its lag metric)."""
+
     def __init__(
-        self, settings: ServiceSettings, producer: AIOKafkaProducer, reply_timeout_s: float, max_pending: int = 10_000
+        self, settings: ServiceSettings, producer: AIOKafkaProducer, *, source: str, reply_topic: str, client_id: str,
+        reply_timeout_s: float, max_pending: int = 10_000,
     ) -> None:
         self._settings = settings
         self._producer = producer
+        self._source = source
+        self._reply_topic = reply_topic
+        self._client_id = client_id
         self._reply_timeout_s = reply_timeout_s
         self._send_timeout_s = settings.kafka_request_timeout_ms / 1000
         self._pending: dict[str, asyncio.Future] = {}
@@ -67,32 +79,32 @@ class Requester:
 
     async def start(self) -> None:
         await self._admin.start()
-        self._consumer = kafka.make_consumer(self._settings, group_id=None, client_id="gateway.replies")
+        self._consumer = kafka.make_consumer(self._settings, group_id=None, client_id=self._client_id)
         await self._consumer.start()
         if self._settings.kafka_roll_topics:
             await self._start_rolling()
         else:
             await self._assign_shared_replies()
         self._pacer = FetchPacer(self._consumer, **pacer_settings(self._settings))
-        self._task = asyncio.create_task(self._route_replies(), name="gateway-reply-router")
+        self._task = asyncio.create_task(self._route_replies(), name=f"{self._source.removeprefix('posint/')}-reply-router")
 
     async def _start_rolling(self) -> None:
         self._targets = topic_roll.Targets(self._admin)
         await self._targets.start()
         grace_s = max(topic_roll.GRACE_S, self._reply_timeout_s + 2 * topic_roll.REFRESH_S + 5)
         self._replies = topic_roll.RollingReader(
-            self._consumer, self._admin, (topic_roll.reply_base(GATEWAY_REPLIES, uuid.uuid4().hex[:12]),),
-            roll_records=self._settings.kafka_roll_records, orphans_of=GATEWAY_REPLIES, grace_s=grace_s,
+            self._consumer, self._admin, (topic_roll.reply_base(self._reply_topic, uuid.uuid4().hex[:12]),),
+            roll_records=self._settings.kafka_roll_records, orphans_of=self._reply_topic, grace_s=grace_s,
         )
         await self._replies.start()
 
     async def _assign_shared_replies(self) -> None:
         """Read every partition of the shared reply topic from its end."""
         await self._consumer.topics()  # fresh metadata: the topic may have been created just now
-        partitions = self._consumer.partitions_for_topic(GATEWAY_REPLIES) or set()
+        partitions = self._consumer.partitions_for_topic(self._reply_topic) or set()
         if not partitions:
-            raise RuntimeError(f"topic {GATEWAY_REPLIES} does not exist")
-        assigned = [TopicPartition(GATEWAY_REPLIES, p) for p in sorted(partitions)]
+            raise RuntimeError(f"topic {self._reply_topic} does not exist")
+        assigned = [TopicPartition(self._reply_topic, p) for p in sorted(partitions)]
         self._consumer.assign(assigned)
         await self._consumer.seek_to_end(*assigned)
         for tp in assigned:  # resolve positions now, so no reply sent after start is skipped
@@ -115,7 +127,7 @@ class Requester:
 
     @property
     def tasks(self) -> list[asyncio.Task]:
-        """The reply router (and topic rolling); a gateway whose router died must exit, not hang every request."""
+        """The reply router (and topic rolling); a service whose router died must exit, not hang every request."""
         parts = [self._task] + [part.task for part in (self._replies, self._targets) if part is not None]
         return [task for task in parts if task is not None]
 
@@ -127,9 +139,9 @@ class Requester:
         self, topic: str, type: str, message: BaseModel, *, tenant_id: str, request_id: str, subject: str | None = None
     ) -> Reply:
         envelope = Envelope.wrap(
-            message, source=SOURCE, type=type, subject=subject, tenantid=tenant_id,
+            message, source=self._source, type=type, subject=subject, tenantid=tenant_id,
             correlationid=request_id,
-            replyto=self._replies.current(self._replies.bases[0]) if self._replies else GATEWAY_REPLIES,
+            replyto=self._replies.current(self._replies.bases[0]) if self._replies else self._reply_topic,
         )
         if self._targets is not None:
             topic = self._targets.topic_for(topic)
@@ -174,7 +186,7 @@ class Requester:
             if not batch:
                 continue
             self._pacer.activity()
-            observe_lag("gateway.replies", batch)
+            observe_lag(self._client_id, batch)
             for records in batch.values():
                 for record in records:
                     self._deliver(record)
