@@ -164,3 +164,22 @@ async def test_one_byte_over_a_mib_is_a_413_problem_that_stores_nothing(api, gat
     assert problem["status"] == 413 and "request_id" in problem
     assert await integrations_service.pool.fetchval(
         "SELECT count(*) FROM integrations.inbound_orders WHERE integration_id = $1", integration["id"]) == 0
+
+
+async def test_an_order_too_large_once_normalized_is_a_413_that_stores_nothing(api, gateway_service, integrations_service,
+                                                                               webhooks_service, monkeypatch):
+    """No real push under 1 MiB grows past ORDER_MAX_BYTES in a custom body, so the budget is lowered here:
+    what is refused is what would not fit a record, before anything is written (never a 202 left stuck)."""
+    from posint_common.contracts import limits
+
+    _, integration = await custom_integration(api, gateway_service, webhooks_service)
+    _, body = catering_order(200_000)
+    monkeypatch.setattr(limits, "ORDER_MAX_BYTES", 300_000)  # raw + normalized of this order: ~400 KB
+    async with api.post(f"/api/v1/integrations/{integration['id']}/inbound", data=body,
+                        headers={"Content-Type": "application/json", **signed(integration["inbound_secret"], body)}) as response:
+        assert response.status == 413, await response.text()
+        assert response.content_type == "application/problem+json"
+        problem = await response.json()
+    assert problem["type"].endswith("order-too-large") and "300000" in problem["detail"]
+    assert await integrations_service.pool.fetchval(
+        "SELECT count(*) FROM integrations.inbound_orders WHERE integration_id = $1", integration["id"]) == 0

@@ -25,7 +25,7 @@ import asyncpg
 
 from posint_common import outbox
 from posint_common.consumer import MessageContext
-from posint_common.contracts import inbound as contract, orders as orders_contract, topics
+from posint_common.contracts import inbound as contract, limits, orders as orders_contract, topics
 from posint_common.contracts.problem import problem
 from posint_common.contracts.replies import Reply
 from posint_common.envelope import Envelope
@@ -154,8 +154,13 @@ class InboundHandlers:
                     f"No order {parsed.external_id} was received on integration {integration.id}: nothing to cancel"
                     " (send it again once the order is in).")))
         else:
-            handed = await hand_over(ctx.conn, ctx.schema, ctx.source, integration, parsed, body, document, cause=ctx.envelope,
-                                     defer=ctx.defer)
+            try:
+                handed = await hand_over(ctx.conn, ctx.schema, ctx.source, integration, parsed, body, document,
+                                         cause=ctx.envelope, defer=ctx.defer)
+            except OrderTooLarge as error:
+                log.info("inbound_refused", integration_id=integration.id, reason="order too large")
+                return _counted(integration.provider, "rejected", Reply(status=413, problem=problem(
+                    413, "order-too-large", "Payload Too Large", str(error))))
         status = 202 if handed.kind in (RECEIVED, CANCELLED) else 200
         return _counted(integration.provider, INBOUND_OUTCOME_OF[handed.kind],
                         _receipt(status, integration.id, handed.received, handed.kind))
@@ -169,6 +174,18 @@ def _counted(provider: str, outcome: str, reply: Reply) -> Reply:
 
 
 RECEIVED, UPDATED, DUPLICATE, CANCELLED = "received", "updated", "duplicate", "cancelled"
+SIZE_CHECK_FROM = 65_536
+"""Bodies from this size on have their order measured (``limits.order_bytes``); smaller ones cannot
+reach ``limits.ORDER_MAX_BYTES`` and pay nothing."""
+
+
+class OrderTooLarge(Exception):
+    """The order, as every record carrying it spells it out (raw data + normalized), would not fit
+    the broker's record: refused before anything is written, never answered 202 and left stuck."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"The order takes {size} bytes once normalized (raw data and normalized order); "
+                         f"at most {limits.ORDER_MAX_BYTES} fit.")
 INBOUND_OUTCOME_OF = {RECEIVED: "accepted", UPDATED: "updated", DUPLICATE: "duplicate", CANCELLED: "cancelled"}
 
 
@@ -193,6 +210,8 @@ async def hand_over(conn: asyncpg.Connection, schema: str, source: str, integrat
     if seen is not None:  # the same message again
         return HandedOver(DUPLICATE, seen)
     normalized = parsed.order.model_dump(mode="json")
+    if len(body) >= SIZE_CHECK_FROM and (size := limits.order_bytes(normalized, document)) > limits.ORDER_MAX_BYTES:
+        raise OrderTooLarge(size)
     if stored is None:
         received = await repository.add_new_order(conn, integration, external_id, webhook_id, body, normalized)
         if received is None:  # a concurrent delivery of the same order committed first

@@ -34,7 +34,9 @@ from integrations.adapters.repository import IntegrationRepository
 from integrations.domain.model import Integration
 from integrations.service_layer.clients import Clients, describe
 from integrations.service_layer.handlers import not_found
-from integrations.service_layer.inbound import CANCELLED, DUPLICATE, RECEIVED, UPDATED, hand_over, hand_over_cancellation
+from integrations.service_layer.inbound import (
+    CANCELLED, DUPLICATE, RECEIVED, UPDATED, OrderTooLarge, hand_over, hand_over_cancellation,
+)
 
 log = get_logger(__name__)
 
@@ -148,6 +150,9 @@ class SyncRunner:
             except asyncpg.DataError as error:  # content Postgres refuses (e.g. a NUL): that order's fault
                 failed += 1
                 await self._reject(conn, run, integration, fetched.normalized.external_id, f"not storable: {error}", body)
+            except OrderTooLarge as error:  # would not fit the broker's record: refused, never stuck in the outbox
+                failed += 1
+                await self._reject(conn, run, integration, fetched.normalized.external_id, str(error), body)
         for bad in result.failed:
             failed += 1
             raw = json.dumps(bad.raw, separators=(",", ":"), default=str).encode()
