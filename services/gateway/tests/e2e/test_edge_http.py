@@ -82,6 +82,18 @@ async def test_a_body_on_a_get_is_refused(api, tenants):
         assert (response.status, response.content_type) == (413, PROBLEM_JSON)
 
 
+async def test_an_empty_json_object_on_a_post_without_body_is_no_body(api, tenants):
+    """Many clients send ``{}`` with every POST: taken as no body; anything in it is still refused."""
+    path = "/api/v1/external-orders/999999999/ready"
+    for body in (b"{}", b"{}\n"):
+        async with api.post(path, data=body, headers={"Content-Type": "application/json", **bearer_header(tenants["a"])}) as response:
+            assert (response.status, response.content_type) == (404, PROBLEM_JSON), await response.text()
+    async with api.post(path, data=b'{"reason": "x"}', headers={"Content-Type": "application/json",
+                                                             **bearer_header(tenants["a"])}) as response:
+        assert (response.status, response.content_type) == (400, PROBLEM_JSON)
+        assert "takes no body" in (await response.json())["detail"]
+
+
 @pytest.mark.parametrize("query, field", [
     ("lmit=5", "lmit"), ("limit=5&limit=6", "limit"), ("after=1&after=2", "after"), ("limit=5&%00x=1", "\x00x"),
 ])
