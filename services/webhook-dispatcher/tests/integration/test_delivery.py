@@ -26,7 +26,6 @@ from webhook_dispatcher.adapters import messages
 from webhook_dispatcher.adapters.repository import EndpointRepository
 from webhook_dispatcher.adapters.sender import Sender, message
 from webhook_dispatcher.adapters.vault import KeyRing, associated_data
-from webhook_dispatcher.bootstrap import MIGRATIONS
 from webhook_dispatcher.domain.model import new_secret
 from webhook_dispatcher.domain.retry import RetryPolicy
 from webhook_dispatcher.seed import seed_endpoint
@@ -36,16 +35,6 @@ from webhook_dispatcher.service_layer.fanout import record_for_endpoints
 KEYS = KeyRing.parse(new_key_entry("t1"))
 LOOPBACK = EgressPolicy(parse_networks("127.0.0.0/8"), allow_only=True)
 TENANT = "tenant-delivery"
-
-
-@pytest.fixture
-async def pool(infra):
-    schema = f"wh_{uuid.uuid4().hex[:10]}"
-    await db.migrate(infra.database_url, schema, MIGRATIONS)
-    pool = await db.create_pool(infra.database_url, schema, max_size=6, application="webhook-tests")
-    yield pool
-    async with asyncio.timeout(10):
-        await pool.close()
 
 
 @dataclass

@@ -11,13 +11,11 @@ from datetime import timedelta, timezone
 
 import pytest
 
-from posint_common import db
 from posint_common.egress import EgressPolicy, parse_networks
 from posint_common.envelope import utcnow
 from posint_common.vault import new_key_entry
 from webhook_dispatcher.adapters.sender import Attempt, Sender
 from webhook_dispatcher.adapters.vault import KeyRing
-from webhook_dispatcher.bootstrap import MIGRATIONS
 from webhook_dispatcher.domain.retry import RetryPolicy
 from webhook_dispatcher.seed import seed_endpoint
 from webhook_dispatcher.service_layer.delivery import Deliverer
@@ -26,16 +24,6 @@ from webhook_dispatcher.service_layer.fanout import record_for_endpoints
 KEYS = KeyRing.parse(new_key_entry("t1"))
 TENANT = "tenant-failure-batches"
 EVENT = "integration.sync.completed"
-
-
-@pytest.fixture
-async def pool(infra):
-    schema = f"wh_{uuid.uuid4().hex[:10]}"
-    await db.migrate(infra.database_url, schema, MIGRATIONS)
-    pool = await db.create_pool(infra.database_url, schema, max_size=4, application="webhook-tests")
-    yield pool
-    async with asyncio.timeout(10):
-        await pool.close()
 
 
 @pytest.fixture

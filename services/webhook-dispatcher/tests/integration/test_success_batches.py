@@ -4,32 +4,19 @@ fails is tried one by one, so one bad success does not take the others down with
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import timezone
 
-import pytest
 
-from posint_common import db
 from posint_common.envelope import utcnow
 from posint_common.vault import new_key_entry
 from webhook_dispatcher.adapters.sender import Attempt
 from webhook_dispatcher.adapters.vault import KeyRing
-from webhook_dispatcher.bootstrap import MIGRATIONS
 from webhook_dispatcher.seed import seed_endpoint
 from webhook_dispatcher.service_layer.fanout import record_for_endpoints
 from webhook_dispatcher.service_layer.successes import successes as success_writer
 
 KEYS = KeyRing.parse(new_key_entry("t1"))
 TENANT = "tenant-batches"
-
-
-@pytest.fixture
-async def pool(infra):
-    schema = f"wh_{uuid.uuid4().hex[:10]}"
-    await db.migrate(infra.database_url, schema, MIGRATIONS)
-    pool = await db.create_pool(infra.database_url, schema, max_size=4, application="webhook-tests")
-    yield pool
-    await pool.close()
 
 
 def success(message_id: str) -> Attempt:

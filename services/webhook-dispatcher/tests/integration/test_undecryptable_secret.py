@@ -11,7 +11,6 @@ from aiohttp import web
 from standardwebhooks import Webhook
 from structlog.testing import capture_logs
 
-from posint_common import db
 from posint_common.egress import EgressPolicy, parse_networks
 from posint_common.envelope import utcnow
 from posint_common.testing import eventually
@@ -19,7 +18,6 @@ from posint_common.vault import new_key_entry
 from webhook_dispatcher.adapters.repository import EndpointRepository
 from webhook_dispatcher.adapters.sender import Sender, message
 from webhook_dispatcher.adapters.vault import KeyRing, associated_data
-from webhook_dispatcher.bootstrap import MIGRATIONS
 from webhook_dispatcher.domain.model import new_secret
 from webhook_dispatcher.domain.retry import RetryPolicy
 from webhook_dispatcher.seed import seed_endpoint
@@ -28,15 +26,6 @@ from webhook_dispatcher.service_layer.fanout import record_for_endpoints
 
 OLD, NEW = new_key_entry("old"), new_key_entry("new")
 TENANT = "tenant-keys"
-
-
-@pytest.fixture
-async def pool(infra):
-    schema = f"wu_{uuid.uuid4().hex[:10]}"
-    await db.migrate(infra.database_url, schema, MIGRATIONS)
-    pool = await db.create_pool(infra.database_url, schema, max_size=4, application="webhook-keys-tests")
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture

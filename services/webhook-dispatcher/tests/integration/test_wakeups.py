@@ -10,7 +10,6 @@ from datetime import timedelta
 import pytest
 from aiohttp import web
 
-from posint_common import db
 from posint_common.egress import EgressPolicy, parse_networks
 from posint_common.envelope import utcnow
 from posint_common.testing import eventually
@@ -18,7 +17,6 @@ from posint_common.vault import new_key_entry
 from webhook_dispatcher.adapters import messages
 from webhook_dispatcher.adapters.sender import Sender, message
 from webhook_dispatcher.adapters.vault import KeyRing
-from webhook_dispatcher.bootstrap import MIGRATIONS
 from webhook_dispatcher.domain.retry import RetryPolicy
 from webhook_dispatcher.seed import seed_endpoint
 from webhook_dispatcher.service_layer.delivery import Deliverer
@@ -28,16 +26,6 @@ KEYS = KeyRing.parse(new_key_entry("t1"))
 TENANT = "tenant-wakeups"
 EVENT = "order.created"
 POLL_S = 30.0  # far beyond the waits below: only a NOTIFY can make them
-
-
-@pytest.fixture
-async def pool(infra):
-    schema = f"wh_{uuid.uuid4().hex[:10]}"
-    await db.migrate(infra.database_url, schema, MIGRATIONS)
-    pool = await db.create_pool(infra.database_url, schema, max_size=6, application="webhook-tests")
-    yield pool
-    async with asyncio.timeout(10):
-        await pool.close()
 
 
 @pytest.fixture
