@@ -46,13 +46,21 @@ WHERE parked_at IS NULL ORDER BY seq LIMIT 1
 
 # Due rows not behind a held row of their aggregate (one that failed: waiting for its retry, or
 # parked). A retried row thus goes alone; the rest of its aggregate follows once it is through.
+# At most $1 rows and, past the first, no row starting beyond $2 bytes of envelopes: a burst of large
+# orders (a record may take 4 MiB) must not hold hundreds of MB in the relay. ``due`` is how many rows
+# the count alone allowed, so the caller knows whether the batch was cut.
 SELECT_DUE = """
-SELECT seq, topic, aggregateid, envelope, retry_at IS NOT NULL AS retried FROM outbox o
-WHERE o.parked_at IS NULL AND (o.retry_at IS NULL OR o.retry_at <= now())
-  AND NOT EXISTS (
-    SELECT 1 FROM outbox h
-    WHERE h.aggregateid = o.aggregateid AND h.seq < o.seq AND (h.retry_at IS NOT NULL OR h.parked_at IS NOT NULL))
-ORDER BY seq LIMIT $1
+SELECT seq, topic, aggregateid, envelope, retried, due FROM (
+  SELECT *, sum(size) OVER (ORDER BY seq) - size AS before, count(*) OVER () AS due FROM (
+    SELECT seq, topic, aggregateid, envelope, retry_at IS NOT NULL AS retried, octet_length(envelope::text) AS size
+    FROM outbox o
+    WHERE o.parked_at IS NULL AND (o.retry_at IS NULL OR o.retry_at <= now())
+      AND NOT EXISTS (
+        SELECT 1 FROM outbox h
+        WHERE h.aggregateid = o.aggregateid AND h.seq < o.seq AND (h.retry_at IS NOT NULL OR h.parked_at IS NOT NULL))
+    ORDER BY seq LIMIT $1) AS limited) AS sized
+WHERE before < $2
+ORDER BY seq
 """
 
 CHARGE_FAILURES = """
@@ -148,6 +156,7 @@ class OutboxRelay:
         producer: AIOKafkaProducer,
         schema: str,
         batch_size: int = 200,
+        batch_bytes: int = 16 * 1024 * 1024,
         sweep_interval_s: float = 1.0,
         send_timeout_s: float = 10.0,
         max_attempts: int = 10,
@@ -158,6 +167,8 @@ class OutboxRelay:
         self._producer = producer
         self._schema = checked_schema(schema)
         self._batch_size = batch_size
+        self._batch_bytes = batch_bytes
+        self._cut = False  # the last batch left due rows behind (by count or by bytes)
         self._sweep_interval_s = sweep_interval_s
         self._send_timeout_s = send_timeout_s
         self._max_attempts = max_attempts
@@ -213,7 +224,7 @@ class OutboxRelay:
                 if not self._listening():
                     await self._relisten()
                 await self._measure_age()
-                while await self.publish_batch() == self._batch_size:
+                while await self.publish_batch() and self._cut:
                     pass
                 if self._recount:
                     await self.refresh_parked()
@@ -253,14 +264,17 @@ class OutboxRelay:
         return parked
 
     async def publish_batch(self) -> int:
-        """Publish and delete up to ``batch_size`` due rows; returns how many were published."""
+        """Publish and delete up to ``batch_size`` due rows (and about ``batch_bytes`` of them);
+        returns how many were published."""
+        self._cut = False
         async with self._pool.acquire() as conn, conn.transaction():
             locked = await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", f"posint.outbox.{self._schema}")
             if not locked:
                 return 0
-            rows = await conn.fetch(SELECT_DUE, self._batch_size)
+            rows = await conn.fetch(SELECT_DUE, self._batch_size, self._batch_bytes)
             if not rows:
                 return 0
+            self._cut = len(rows) < rows[0]["due"] or rows[0]["due"] == self._batch_size
             published, errors = await self._send(rows)
             if published:
                 await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", published)
