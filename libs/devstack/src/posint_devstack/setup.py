@@ -21,6 +21,7 @@ from integrations.bootstrap import MIGRATIONS as INTEGRATIONS_MIGRATIONS
 from orders.bootstrap import MIGRATIONS as ORDERS_MIGRATIONS
 from posint_common import db
 from posint_common.contracts import topics
+from posint_common.contracts.limits import MAX_RECORD_BYTES
 from posint_common.kafka import DEFAULT_PARTITIONS, ensure_topics
 from posint_common.log import configure_logging, get_logger
 from posint_common.settings import load_settings, postgres_location
@@ -43,11 +44,13 @@ class SetupSettings(BaseSettings):
     database_url: str = Field(min_length=1)
     kafka_bootstrap_servers: str = Field(min_length=1)
     kafka_topic_partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=1000)  # new topics only
+    kafka_max_record_bytes: int = Field(default=MAX_RECORD_BYTES, ge=MAX_RECORD_BYTES)  # as the services take
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
 
 async def setup(settings: SetupSettings) -> None:
-    await ensure_topics(settings.kafka_bootstrap_servers, topics.ALL, settings.kafka_topic_partitions)
+    await ensure_topics(settings.kafka_bootstrap_servers, topics.ALL, settings.kafka_topic_partitions,
+                        settings.kafka_max_record_bytes)
     log.info("topics_ready", topics=len(topics.ALL), partitions=settings.kafka_topic_partitions)
     for schema, migrations in SCHEMAS.items():
         applied = await db.migrate(settings.database_url, schema, migrations)
