@@ -83,7 +83,7 @@ def compose_env() -> dict[str, str]:
     from integrations.adapters.vault import new_key_entry
 
     return {"POSTGRES_PASSWORD": "c0mpose-test-password", "INTEGRATIONS_ENCRYPTION_KEYS": new_key_entry("kid1"),
-            "WEBHOOKS_ENCRYPTION_KEYS": new_key_entry("wkid1")}
+            "WEBHOOKS_ENCRYPTION_KEYS": new_key_entry("wkid1"), "TRANSPORT_KEYS": new_key_entry("tkid1")}
 
 
 @pytest.fixture

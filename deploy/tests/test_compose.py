@@ -39,7 +39,8 @@ def test_every_variable_taken_from_the_environment_is_in_the_env_example(ops):
     assert ops.variables_used(ops.compose_file.read_text()) == ops.example_variables()
 
 
-@pytest.mark.parametrize("secret", ["POSTGRES_PASSWORD", "INTEGRATIONS_ENCRYPTION_KEYS", "WEBHOOKS_ENCRYPTION_KEYS"])
+@pytest.mark.parametrize("secret", ["POSTGRES_PASSWORD", "INTEGRATIONS_ENCRYPTION_KEYS", "WEBHOOKS_ENCRYPTION_KEYS",
+                                    "TRANSPORT_KEYS"])
 def test_secrets_come_only_from_the_env_file(ops, compose_env, secret):
     """No default in the file: without the value in .env, compose refuses to start anything."""
     with pytest.raises(ops.MissingVariable, match=secret):

@@ -63,7 +63,8 @@ async def test_each_deployment_environment_is_valid_for_its_settings_model(rende
     from integrations.adapters.vault import new_key_entry
 
     secrets = {**SECRETS, ("posint-integrations-keys", "keys"): new_key_entry("kid1"),
-               ("posint-webhooks-keys", "keys"): new_key_entry("wkid1")}
+               ("posint-webhooks-keys", "keys"): new_key_entry("wkid1"),
+               ("posint-transport-keys", "keys"): new_key_entry("tkid1")}
     config_maps = {doc["metadata"]["name"]: doc["data"] for doc in of_kind(rendered[overlay], "ConfigMap")}
     models = ops.settings_models()
     deployments = of_kind(rendered[overlay], "Deployment")

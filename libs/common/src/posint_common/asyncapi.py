@@ -78,6 +78,8 @@ EXTENSIONS = {
     "causationid": "ce_id of the message that caused this one",
     "tenantid": "the tenant the message belongs to",
     "replyto": "commands and queries: the topic to send the reply to",
+    "posintsealed": "the data is sealed ({\"sealed\": base64}, AES-256-GCM) with this key id of TRANSPORT_KEYS:"
+                    " messages that carry secrets and the replies to them",
 }
 
 

@@ -13,6 +13,9 @@
   dead-lettered at once; other failures after ``max_attempts`` tries. A dead letter is written
   once: with an inbox row keyed by the message's identity or, for a record without a readable one,
   by its position (topic, partition, offset).
+- A sealed message (see posint_common.envelope) is opened here, before anything else; one that
+  does not open (no ``TRANSPORT_KEYS``, unknown key id, tampered or moved) is dead-lettered at once,
+  its value kept sealed as it came. A reply to a sealed message is sealed too.
 - Only an outage (Postgres or the broker away, so not even the dead letter can be written) holds a
   partition: the batch is replayed every second from its first offset, and meanwhile the consumer
   reports not ready, ``posint_consumer_stalled`` is 1 and every try logs an error.
@@ -44,6 +47,7 @@ from posint_common.contracts.topics import dead_letter
 from posint_common.envelope import Envelope, InvalidEnvelope
 from posint_common.fetch_pacing import FetchPacer
 from posint_common.log import bound, get_logger
+from posint_common.vault import KeyRing, Undecryptable
 
 log = get_logger(__name__)
 
@@ -131,6 +135,7 @@ class ConsumerLoop:
         max_attempts: int = 5,
         reply_timeout_s: float = 5.0,
         roller: topic_roll.RollingReader | None = None,
+        transport: KeyRing | None = None,
     ) -> None:
         self.name = name
         self.topics = topics
@@ -145,6 +150,7 @@ class ConsumerLoop:
         self.max_attempts = max_attempts
         self.reply_timeout_s = reply_timeout_s
         self.roller = roller
+        self.transport = transport  # TRANSPORT_KEYS: opens sealed messages, seals the replies to them
         self.batch_lock = asyncio.Lock()
         self.joined = False
         self.stalled = False
@@ -255,6 +261,11 @@ class ConsumerLoop:
             envelope, unreadable = Envelope.from_record(record.headers, record.value), None
         except InvalidEnvelope as error:
             envelope, unreadable = None, f"invalid envelope: {error}"
+        if envelope is not None and envelope.posintsealed is not None:
+            try:
+                envelope = envelope.opened(self.transport)
+            except Undecryptable as error:
+                unreadable = f"sealed message does not open: {error}"  # the envelope stays sealed
         known = envelope is not None and envelope.type in self.routes
         type_label = envelope.type if known else "unknown" if envelope else "invalid"  # labels stay bounded
         context = {} if envelope is None else {
@@ -276,8 +287,8 @@ class ConsumerLoop:
 
     async def _process(self, record: ConsumerRecord, envelope: Envelope | None, unreadable: str | None) -> str:
         """Handle or dead-letter one record; returns the outcome."""
-        if envelope is None:
-            return await self._dead_letter(record, None, unreadable, attempts=1)
+        if unreadable is not None:
+            return await self._dead_letter(record, envelope, unreadable, attempts=1)
         route = self.routes.get(envelope.type)
         if route is None:
             if self.ignore_unknown_types:
@@ -368,7 +379,8 @@ class ConsumerLoop:
         await kafka.send(self.producer, cause.replyto, self._reply_envelope(reply, cause), self.reply_timeout_s)
 
     def _reply_envelope(self, reply: Reply, cause: Envelope) -> Envelope:
-        return Envelope.wrap(reply, source=self.source, type=REPLY, cause=cause)
+        envelope = Envelope.wrap(reply, source=self.source, type=REPLY, cause=cause)
+        return envelope.sealed(self.transport) if cause.was_sealed else envelope
 
     async def _dead_letter(self, record: ConsumerRecord, envelope: Envelope | None, error: str, attempts: int) -> str:
         """Park the record on ``<topic>.dlq`` via the outbox, once: the inbox row claimed in the same

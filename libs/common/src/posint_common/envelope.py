@@ -3,23 +3,35 @@
 The subject carries the aggregate id and becomes the Kafka key, so one aggregate's messages stay
 ordered. ``ce_source`` + ``ce_id`` identify a message for deduplication, so a record must carry its
 ``ce_id``: a made-up one would make a redelivery look like a new message.
+
+A message that carries secrets (credentials, an inbound secret, a webhook signing secret) is
+*sealed* where it is made: its data becomes ``{"sealed": "<base64 nonce+ciphertext+tag>"}``,
+AES-256-GCM under the first key of ``TRANSPORT_KEYS``, with associated data binding it to its
+``ce_id``, ``ce_type``, ``ce_source`` and ``ce_tenantid``; the extension ``ce_posintsealed`` names
+the key id. Outbox rows, topics and dead letters only ever hold that form; the reader opens it in
+one place (the consumer loop, the requester).
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
+
+from posint_common.vault import KeyRing, Sealed, Undecryptable, associated_data
 
 SPECVERSION = "1.0"
 JSON_CONTENT_TYPE = "application/json"
 HEADER_PREFIX = "ce_"
 # The Kafka protocol binding maps datacontenttype to the plain content-type header.
 CONTENT_TYPE_HEADER = "content-type"
-EXTENSIONS = ("correlationid", "causationid", "tenantid", "replyto")
+EXTENSIONS = ("correlationid", "causationid", "tenantid", "replyto", "posintsealed")
+SEALED_FIELD = "sealed"
 # Bounds an attribute so the inbox key (source/id) fits a btree row, and metric labels stay sane.
 MAX_ATTRIBUTE_CHARS = 256
 # CloudEvents strings exclude control characters; Postgres text and jsonb refuse NUL.
@@ -28,6 +40,17 @@ _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 class InvalidEnvelope(ValueError):
     """A record that is not a CloudEvent we can read; it goes to the dead-letter topic."""
+
+
+class TransportKeyRing(KeyRing):
+    """Seals the messages that carry secrets across the broker (see the module docstring)."""
+
+    variable = "TRANSPORT_KEYS"
+
+    @classmethod
+    def from_setting(cls, value: SecretStr | None) -> "TransportKeyRing | None":
+        """The ring of a (validated) ``TRANSPORT_KEYS`` setting; None when it is not set."""
+        return None if value is None else cls.parse(value.get_secret_value())
 
 
 def new_id() -> str:
@@ -52,7 +75,9 @@ class Envelope(BaseModel):
     causationid: str | None = None
     tenantid: str | None = None
     replyto: str | None = None
+    posintsealed: str | None = None  # the key id of a sealed message's data
     data: dict[str, Any] = Field(default_factory=dict)
+    _opened: bool = PrivateAttr(default=False)  # read sealed and opened here: a reply to it is sealed too
 
     @classmethod
     def wrap(cls, message: BaseModel, *, source: str, type: str, cause: "Envelope | None" = None, **attrs) -> "Envelope":
@@ -121,6 +146,37 @@ class Envelope(BaseModel):
 
     def parse(self, model: type[BaseModel]) -> BaseModel:
         return model.model_validate(self.data)
+
+    @property
+    def was_sealed(self) -> bool:
+        return self._opened
+
+    def _aad(self) -> bytes:
+        return associated_data("posint-envelope", self.id, self.type, self.source, self.tenantid or "")
+
+    def sealed(self, ring: KeyRing) -> "Envelope":
+        """This envelope with its data sealed under the ring's first key."""
+        box = ring.seal(pydantic_core.to_json(self.data), self._aad())
+        return self.model_copy(update={"posintsealed": box.key_id,
+                                       "data": {SEALED_FIELD: base64.b64encode(box.blob).decode()}})
+
+    def opened(self, ring: KeyRing | None) -> "Envelope":
+        """The sealed envelope with its data back, or Undecryptable (no ring, unknown key, tampered, moved)."""
+        if ring is None:
+            raise Undecryptable(f"the message is sealed and {TransportKeyRing.variable} is not set")
+        blob = self.data.get(SEALED_FIELD)
+        if len(self.data) != 1 or not isinstance(blob, str):
+            raise Undecryptable("a sealed message's data is not {\"sealed\": <base64>}")
+        try:
+            raw = base64.b64decode(blob, validate=True)
+        except (binascii.Error, ValueError):
+            raise Undecryptable("the sealed value is not base64") from None
+        data = pydantic_core.from_json(ring.open(Sealed(self.posintsealed, raw), self._aad()))
+        if not isinstance(data, dict):
+            raise Undecryptable("the opened value is not a JSON object")
+        opened = self.model_copy(update={"posintsealed": None, "data": data})
+        opened._opened = True
+        return opened
 
 
 

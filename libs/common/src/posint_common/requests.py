@@ -7,6 +7,9 @@ service about an integration it has not learnt yet): each kind has its own reply
 replies for other instances are ignored. With ``KAFKA_ROLL_TOPICS`` each instance reads its own
 reply generations ``<reply topic>.<instance>.g<ms>`` instead (see posint_common.topic_roll).
 
+A request that carries secrets (``sealed=True``) is sealed with ``TRANSPORT_KEYS`` before it is
+sent, and so is the service's reply to it; replies are opened here (see posint_common.envelope).
+
 A late reply is told apart: the answering group never consumed the request (the service is down:
 ``ServiceUnavailable``) or took it and stayed silent (``ReplyTimeout``).
 """
@@ -24,11 +27,12 @@ from posint_common import kafka, metrics, topic_roll
 from posint_common.contracts.replies import REPLY, Reply
 from posint_common.contracts.topics import ANSWERED_BY
 from posint_common.consumer import observe_lag
-from posint_common.envelope import Envelope, InvalidEnvelope
+from posint_common.envelope import Envelope, InvalidEnvelope, TransportKeyRing
 from posint_common.fetch_pacing import FetchPacer
 from posint_common.log import get_logger
 from posint_common.runtime import pacer_settings
 from posint_common.settings import ServiceSettings
+from posint_common.vault import Undecryptable
 
 log = get_logger(__name__)
 
@@ -63,6 +67,7 @@ class Requester:
         self._reply_topic = reply_topic
         self._client_id = client_id
         self._reply_timeout_s = reply_timeout_s
+        self._transport = TransportKeyRing.from_setting(settings.transport_keys)
         self._send_timeout_s = settings.kafka_request_timeout_ms / 1000
         self._pending: dict[str, asyncio.Future] = {}
         self._max_pending = max_pending
@@ -136,13 +141,18 @@ class Requester:
         return bool(self.tasks) and all(not task.done() for task in self.tasks)
 
     async def request(
-        self, topic: str, type: str, message: BaseModel, *, tenant_id: str, request_id: str, subject: str | None = None
+        self, topic: str, type: str, message: BaseModel, *, tenant_id: str, request_id: str, subject: str | None = None,
+        sealed: bool = False,
     ) -> Reply:
+        """``sealed``: the message carries secrets; sealed when ``TRANSPORT_KEYS`` is set (else the
+        service warned at start that secrets cross the broker in clear)."""
         envelope = Envelope.wrap(
             message, source=self._source, type=type, subject=subject, tenantid=tenant_id,
             correlationid=request_id,
             replyto=self._replies.current(self._replies.bases[0]) if self._replies else self._reply_topic,
         )
+        if sealed and self._transport is not None:
+            envelope = envelope.sealed(self._transport)
         if self._targets is not None:
             topic = self._targets.topic_for(topic)
         if len(self._pending) >= self._max_pending:
@@ -199,6 +209,8 @@ class Requester:
             future = self._pending.get(envelope.causationid or "")
             if future is None or future.done():
                 return
+            if envelope.posintsealed is not None:
+                envelope = envelope.opened(self._transport)
             future.set_result(envelope.parse(Reply))
-        except (InvalidEnvelope, ValidationError) as error:
+        except (InvalidEnvelope, ValidationError, Undecryptable) as error:
             log.warning("unreadable_reply", offset=record.offset, error=str(error)[:300])

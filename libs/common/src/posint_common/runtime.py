@@ -25,6 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from posint_common import db, kafka, topic_roll
 from posint_common.consumer import ConsumerLoop, Route
+from posint_common.envelope import TransportKeyRing
 from posint_common.health import add_health_routes
 from posint_common.log import configure_logging, get_logger
 from posint_common.outbox import OutboxRelay
@@ -57,6 +58,7 @@ class ServiceRuntime:
     death: tuple[str, str] | None = None  # (task, why) of the first supervised task that ended
     died: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: bool = False
+    carries_secrets: bool = False  # seals or opens messages with secrets: warn at start without TRANSPORT_KEYS
 
     @property
     def source(self) -> str:
@@ -64,6 +66,9 @@ class ServiceRuntime:
 
     async def start_core(self) -> None:
         """Migrate, then open the pool, producer, outbox relay and inbox pruner."""
+        if self.carries_secrets and self.settings.transport_keys is None:
+            log.warning("transport_keys_missing", detail="TRANSPORT_KEYS is not set: secrets cross the broker in clear,"
+                        " and a sealed message that arrives is dead-lettered")
         applied = await db.migrate(self.settings.database_url, self.schema, self.migrations)
         if applied:
             log.info("migrated", schema=self.schema, versions=applied)
@@ -117,6 +122,7 @@ class ServiceRuntime:
             pacer_settings=pacer_settings(self.settings),
             max_attempts=self.settings.handler_max_attempts,
             reply_timeout_s=self.settings.kafka_request_timeout_ms / 1000,
+            transport=TransportKeyRing.from_setting(self.settings.transport_keys),
             **options,
         )
         self.consumers.append(loop)

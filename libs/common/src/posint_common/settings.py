@@ -5,7 +5,7 @@ import sys
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from posint_common.contracts.limits import MAX_RECORD_BYTES
@@ -53,6 +53,9 @@ class ServiceSettings(KafkaSettings):
     # only those may be dialled (names refused before DNS); make run/test/bench: 127.0.0.0/8, true.
     egress_allow: str = ""
     egress_allow_only: bool = False
+    # Seals the messages that carry secrets on the broker (posint_common.envelope), ``kid:base64key,...``
+    # like the other key rings; the same value for gateway, integrations and webhook-dispatcher.
+    transport_keys: SecretStr | None = None
 
     @field_validator("egress_allow")
     @classmethod
@@ -61,6 +64,13 @@ class ServiceSettings(KafkaSettings):
 
         parse_networks(value)
         return value
+
+    @field_validator("transport_keys")
+    @classmethod
+    def _transport_ring(cls, value: SecretStr | None) -> SecretStr | None:
+        from posint_common.envelope import TransportKeyRing
+
+        return None if value is None else TransportKeyRing.checked_setting(value)
 
 
 def describe_errors(error: ValidationError) -> str:

@@ -23,8 +23,11 @@ from posint_common.devstack.postgres import EmbeddedPostgres
 from posint_common.kafka import ensure_topics
 from posint_common.runtime import ServiceRuntime
 from posint_common.settings import ServiceSettings
+from posint_common.vault import new_key_entry
 
 READY_TIMEOUT_S = 90
+# TRANSPORT_KEYS of every service a test starts: a new key first, an old one still opening (rotation).
+TRANSPORT_KEYS = f"{new_key_entry('transport2')},{new_key_entry('transport1')}"
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,8 @@ class Infra:
     def settings(self, cls: type[ServiceSettings] = ServiceSettings, **overrides) -> ServiceSettings:
         values = {"database_url": self.database_url, "kafka_bootstrap_servers": self.bootstrap_servers, "health_port": 0,
                   "kafka_roll_topics": True,  # the embedded Tansu, as make run starts it
-                  "egress_allow": "127.0.0.0/8", "egress_allow_only": True}  # tests never dial beyond loopback
+                  "egress_allow": "127.0.0.0/8", "egress_allow_only": True,  # tests never dial beyond loopback
+                  "transport_keys": TRANSPORT_KEYS}  # secrets sealed on the broker (posint_common.envelope)
         return cls(**{**values, **overrides})
 
 

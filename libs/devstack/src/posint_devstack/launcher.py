@@ -28,6 +28,7 @@ from integrations.keys import ensure_dev_keys
 from posint_common import vault
 from posint_common.contracts import topics
 from posint_common.devstack.broker import EmbeddedBroker
+from posint_common.envelope import TransportKeyRing
 from posint_common.devstack.postgres import EmbeddedPostgres
 from posint_common.devstack.processes import free_port, spawn, terminate
 from posint_common.kafka import DEFAULT_PARTITIONS, ensure_topics
@@ -257,6 +258,10 @@ class Stack:
     def integrations_keys(self) -> str:
         return os.environ.get("INTEGRATIONS_ENCRYPTION_KEYS") or ensure_dev_keys(self.run_dir / "integrations-keys")
 
+    def transport_keys(self) -> str:
+        """TRANSPORT_KEYS, one ring for every service, kept in ``.run/transport-keys`` (0600) across runs."""
+        return os.environ.get("TRANSPORT_KEYS") or vault.ensure_dev_keys(self.run_dir / "transport-keys", TransportKeyRing)
+
     def start_services(self) -> None:
         keys = self.integrations_keys()
         env = {"DATABASE_URL": self.database_url, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
@@ -266,7 +271,9 @@ class Stack:
                "EGRESS_ALLOW_ONLY": os.environ.get("EGRESS_ALLOW_ONLY", "true"),
                "WEBHOOKS_ENCRYPTION_KEYS": os.environ.get("WEBHOOKS_ENCRYPTION_KEYS")
                or vault.ensure_dev_keys(self.run_dir / "webhooks-keys", WebhooksKeyRing),
-               "WEBHOOKS_ALLOW_HTTP": os.environ.get("WEBHOOKS_ALLOW_HTTP", "true")}  # receivers on 127.0.0.1
+               "WEBHOOKS_ALLOW_HTTP": os.environ.get("WEBHOOKS_ALLOW_HTTP", "true"),  # receivers on 127.0.0.1
+               # seals the messages that carry secrets on the broker (posint_common.envelope)
+               "TRANSPORT_KEYS": self.transport_keys()}
         if self.broker:  # the embedded Tansu never drops a record: roll request/reply topics
             env["KAFKA_ROLL_TOPICS"] = os.environ.get("KAFKA_ROLL_TOPICS", "true")
         for module in SERVICES:

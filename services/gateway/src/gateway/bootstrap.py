@@ -24,7 +24,7 @@ log = get_logger(__name__)
 
 
 async def bootstrap(settings: GatewaySettings) -> ServiceRuntime:
-    runtime = ServiceRuntime(name=NAME, schema=SCHEMA, settings=settings, migrations=MIGRATIONS)
+    runtime = ServiceRuntime(name=NAME, schema=SCHEMA, settings=settings, migrations=MIGRATIONS, carries_secrets=True)
     await runtime.start_core()
     requester = Requester(
         settings, runtime.producer, source=runtime.source, reply_topic=GATEWAY_REPLIES, client_id=GATEWAY_REPLIES,

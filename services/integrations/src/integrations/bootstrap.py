@@ -24,7 +24,7 @@ NAME = "integrations"
 
 
 async def bootstrap(settings: IntegrationsSettings) -> ServiceRuntime:
-    runtime = ServiceRuntime(name=NAME, schema=SCHEMA, settings=settings, migrations=MIGRATIONS)
+    runtime = ServiceRuntime(name=NAME, schema=SCHEMA, settings=settings, migrations=MIGRATIONS, carries_secrets=True)
     await runtime.start_core()
     try:
         await check_key_ring(runtime, settings.key_ring)

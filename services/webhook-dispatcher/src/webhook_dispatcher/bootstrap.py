@@ -54,7 +54,7 @@ async def start_requester(settings: WebhooksSettings, runtime: ServiceRuntime) -
 
 
 async def bootstrap(settings: WebhooksSettings) -> ServiceRuntime:
-    runtime = ServiceRuntime(name=NAME, schema=SCHEMA, settings=settings, migrations=MIGRATIONS)
+    runtime = ServiceRuntime(name=NAME, schema=SCHEMA, settings=settings, migrations=MIGRATIONS, carries_secrets=True)
     await runtime.start_core()
     requester = await start_requester(settings, runtime)
     sender = sender_of(settings)

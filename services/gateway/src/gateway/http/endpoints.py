@@ -100,6 +100,7 @@ class Call:
     body: BaseModel | None
     path: BaseModel | None = None
     raw: bytes | None = None  # the untouched body, for an endpoint declared with raw_body_limit
+    sealed: bool = False  # the endpoint's ``secrets``: its command and reply are sealed on the broker
 
     @property
     def tenant_id(self) -> str | None:
@@ -113,7 +114,8 @@ class Call:
     async def ask(self, topic: str, type: str, message: BaseModel, subject: str | None = None) -> Reply:
         try:
             return await self.request.app[REQUESTER_KEY].request(
-                topic, type, message, tenant_id=self.tenant_id, request_id=self.request_id, subject=subject
+                topic, type, message, tenant_id=self.tenant_id, request_id=self.request_id, subject=subject,
+                sealed=self.sealed,
             )
         except BrokerUnavailable:
             raise problems.ApiError(problems.BROKER_UNAVAILABLE, {"Retry-After": "1"}) from None
@@ -140,6 +142,7 @@ class Endpoint:
     auth: bool = True  # False: no API key; the owning service authenticates the request itself
     raw_body_limit: int | None = None  # set: the body is passed untouched (Call.raw), at most this many bytes; ``body`` only documents it
     body_optional: bool = False  # the body may be left out entirely: then ``body()``, its defaults
+    secrets: bool = False  # its command or reply carries secrets: both sealed with TRANSPORT_KEYS (posint_common.envelope)
 
     def __post_init__(self) -> None:
         if self.params is not None and not issubclass(self.params, QueryParams):
@@ -392,7 +395,7 @@ ENDPOINTS = (
     Endpoint(
         "POST", "/integrations", "Create an integration", create_integration,
         response=integrations.NewIntegrationDocument, status=201, body=integrations.CreateIntegration,
-        errors={409: "The tenant already has a live integration of this provider"},
+        errors={409: "The tenant already has a live integration of this provider"}, secrets=True,
     ),
     Endpoint(
         "GET", "/integrations/{id}", "Get an integration with its health", get_integration,
@@ -401,7 +404,7 @@ ENDPOINTS = (
     Endpoint(
         "PATCH", "/integrations/{id}", "Change an integration's name, is_active, config or credentials", update_integration,
         response=integrations.IntegrationDocument, body=integrations.UpdateIntegrationFields, path_params=IntegrationPath,
-        errors=NOT_FOUND,
+        errors=NOT_FOUND, secrets=True,
     ),
     Endpoint(
         "DELETE", "/integrations/{id}", "Deactivate and hide an integration", delete_integration,
@@ -481,7 +484,7 @@ ENDPOINTS = (
     Endpoint(
         "POST", "/webhooks", "Register a webhook endpoint (its signing secret is shown only in this answer)",
         create_webhook, response=webhooks.NewWebhookDocument, status=201, body=webhooks.CreateWebhook,
-        errors={404: "integration_id is not one of this tenant's integrations"},
+        errors={404: "integration_id is not one of this tenant's integrations"}, secrets=True,
     ),
     Endpoint(
         "GET", "/webhooks/{id}", "Get a webhook endpoint", get_webhook,
@@ -503,6 +506,7 @@ ENDPOINTS = (
     Endpoint(
         "POST", "/webhooks/{id}/rotate-secret", "New signing secret; for a while messages carry signatures with both",
         rotate_webhook_secret, response=webhooks.NewSecretDocument, path_params=WebhookPath, errors=WEBHOOK_NOT_FOUND,
+        secrets=True,
     ),
     Endpoint(
         "GET", "/webhooks/{id}/deliveries", "The endpoint's delivery attempts, newest first", list_webhook_deliveries,
@@ -557,7 +561,9 @@ def parse_query(model: type[QueryParams], request: web.Request) -> QueryParams:
 async def parse_body(model: type[BaseModel] | None, request: web.Request) -> BaseModel | None:
     if model is None:
         if request.body_exists:  # refused rather than ignored; read first, so past the size limit it is a 413
-            await request.read()
+            body = await request.read()
+            if request.method == "POST" and body.strip() in (b"", b"{}"):  # what many clients send by default
+                return None
             raise problems.ApiError(problems.body_not_taken(request.method))
         return None
     document = await read_json(request)
@@ -577,7 +583,7 @@ def as_view(endpoint: Endpoint):
             body, raw = await parse_body(endpoint.body, request), None
         else:
             body, raw = None, await read_raw(request, endpoint.raw_body_limit)
-        call = Call(request, params if endpoint.params else None, body, path, raw)
+        call = Call(request, params if endpoint.params else None, body, path, raw, endpoint.secrets)
         store = request.app.get(idempotency.STORE_KEY)
         if keyed and store is not None:
             return await store.run(request, request[TENANT_KEY], lambda: endpoint.handle(call))  # validated first: a 422 claims no key
