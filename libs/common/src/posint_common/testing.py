@@ -10,7 +10,7 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, NamedTuple
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -26,6 +26,17 @@ from posint_common.settings import ServiceSettings
 from posint_common.vault import new_key_entry
 
 READY_TIMEOUT_S = 90
+
+
+class Tenant(NamedTuple):
+    """A tenant a test made, with its API key."""
+
+    id: str
+    key: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
 # TRANSPORT_KEYS of every service a test starts: a new key first, an old one still opening (rotation).
 TRANSPORT_KEYS = f"{new_key_entry('transport2')},{new_key_entry('transport1')}"
 

@@ -1,6 +1,5 @@
 """The real gateway, integrations and orders services, in-process, on the session's embedded Postgres and
 broker; two tenants with their own keys and integrations."""
-from dataclasses import dataclass
 
 import aiohttp
 import pytest
@@ -18,16 +17,10 @@ from orders.bootstrap import bootstrap as orders_bootstrap
 from orders.domain.lifecycle import Source, Status
 from posint_common.contracts.inbound import NormalizedOrder
 from posint_common.envelope import utcnow
-from posint_common.testing import started, unique
+from posint_common.testing import Tenant, started, unique
 from webhook_dispatcher.bootstrap import bootstrap as webhooks_bootstrap
 from webhook_dispatcher.config import WebhooksSettings
 from webhook_dispatcher.seed import seed_endpoint
-
-
-@dataclass
-class Tenant:
-    id: str
-    key: str
 
 
 # Sync runs and platform pushes on a compressed schedule: polls, retries and timeouts in fractions of a second.

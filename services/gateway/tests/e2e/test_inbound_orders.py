@@ -9,7 +9,6 @@ import json
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import NamedTuple
 
 import pytest
 from standardwebhooks import Webhook
@@ -18,12 +17,7 @@ from gateway.http.endpoints import INBOUND_MAX_BYTES
 from gateway.tenants import create_tenant
 from integrations.adapters.providers.grubhub import mac_header
 from posint_common.contracts import inbound as contract, topics
-from posint_common.testing import read_topic, unique
-
-
-class Tenant(NamedTuple):
-    id: str
-    key: str
+from posint_common.testing import Tenant, read_topic, unique
 
 
 CREDENTIALS = {

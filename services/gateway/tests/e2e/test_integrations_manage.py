@@ -5,18 +5,12 @@ from __future__ import annotations
 import base64
 import copy
 import re
-from typing import NamedTuple
 
 import pytest
 
 from gateway.tenants import create_tenant
 from posint_common.contracts import integrations as contract, topics
-from posint_common.testing import read_topic, unique
-
-
-class Tenant(NamedTuple):
-    id: str
-    key: str
+from posint_common.testing import Tenant, read_topic, unique
 
 
 def bearer(tenant: Tenant) -> dict:

@@ -30,16 +30,11 @@ from posint_common.contracts import integrations as contract, topics
 from posint_common.envelope import Envelope
 from posint_common.devstack.broker import EmbeddedBroker
 from posint_common.kafka import ensure_topics
-from posint_common.testing import eventually, unique
+from posint_common.testing import Tenant, eventually, unique
 
 CREDENTIALS = {"client_id": "cid-SECRET-at-rest-1", "client_secret": "cs-SECRET-at-rest-2", "refresh_token": "rt-SECRET-at-rest-3"}
 BODY = {"name": "QuickBooks", "integration_type": "accounting", "provider": "quickbooks", "config": {"realm_id": "42"},
         "credentials": CREDENTIALS}
-
-
-class Tenant(NamedTuple):
-    id: str
-    key: str
 
 
 def bearer(tenant: Tenant) -> dict:

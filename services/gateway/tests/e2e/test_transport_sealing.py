@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import NamedTuple
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -16,20 +15,11 @@ from integrations.adapters.repository import IntegrationRepository
 from posint_common.contracts import integrations as contract, topics
 from posint_common.contracts.replies import DEAD_LETTER, DeadLetter
 from posint_common.envelope import Envelope, TransportKeyRing
-from posint_common.testing import TRANSPORT_KEYS, eventually, in_family, read_topic, unique
+from posint_common.testing import TRANSPORT_KEYS, Tenant, eventually, in_family, read_topic, unique
 
 WATCHED = (topics.INTEGRATIONS_COMMANDS, topics.WEBHOOKS_COMMANDS, topics.GATEWAY_REPLIES, topics.INTEGRATIONS_EVENTS,
            f"{topics.INTEGRATIONS_COMMANDS}.dlq", f"{topics.WEBHOOKS_COMMANDS}.dlq")
 OUTBOXES = ("integrations", "webhook_dispatcher")
-
-
-class Tenant(NamedTuple):
-    id: str
-    key: str
-
-    @property
-    def auth(self) -> dict:
-        return {"Authorization": f"Bearer {self.key}"}
 
 
 @pytest.fixture

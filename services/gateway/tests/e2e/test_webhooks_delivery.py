@@ -5,11 +5,9 @@ the deliveries log, retry and recover through the API."""
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
-from typing import NamedTuple
 
 import aiohttp
 import pytest
@@ -20,17 +18,8 @@ from gateway.tenants import create_tenant
 from posint_common import kafka
 from posint_common.contracts import integrations, orders, topics
 from posint_common.envelope import Envelope
-from posint_common.testing import eventually, unique
+from posint_common.testing import Tenant, eventually, unique
 from webhook_dispatcher.domain.retry import RetryPolicy
-
-
-class Tenant(NamedTuple):
-    id: str
-    key: str
-
-    @property
-    def auth(self) -> dict:
-        return {"Authorization": f"Bearer {self.key}"}
 
 
 @pytest.fixture(scope="module")

@@ -4,27 +4,17 @@ signing secret, and answers only the owning tenant."""
 from __future__ import annotations
 
 import base64
-from typing import NamedTuple
 
 import pytest
 
 from gateway.tenants import create_tenant
 from posint_common.contracts.webhooks import CATALOG
-from posint_common.testing import eventually, unique
+from posint_common.testing import Tenant, eventually, unique
 from posint_common.vault import Sealed, Undecryptable, new_key_entry
 from webhook_dispatcher.adapters.vault import associated_data
 from webhook_dispatcher.config import WebhooksSettings
 
 FIELDS = {"id", "integration_id", "url", "events", "is_active", "created_at"}
-
-
-class Tenant(NamedTuple):
-    id: str
-    key: str
-
-    @property
-    def auth(self) -> dict:
-        return {"Authorization": f"Bearer {self.key}"}
 
 
 @pytest.fixture(scope="module")
