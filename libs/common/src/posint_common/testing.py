@@ -4,14 +4,17 @@ in-process and to wait on conditions with a deadline instead of sleeping."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import shutil
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Awaitable, Callable, NamedTuple
+from typing import AsyncIterator, Awaitable, Callable, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -26,6 +29,22 @@ from posint_common.settings import ServiceSettings
 from posint_common.vault import new_key_entry
 
 READY_TIMEOUT_S = 90
+
+
+@contextlib.asynccontextmanager
+async def own_database(database_url: str, prefix: str) -> AsyncIterator[str]:
+    """A database of the test's own on the same server (its URL), dropped afterwards: for processes
+    that use the services' fixed schemas, which no other test's services may share."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urlunsplit(urlsplit(database_url)._replace(path="/" + name))
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 class Tenant(NamedTuple):

@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-import asyncpg
 import pytest
 
 from gateway.bootstrap import bootstrap as gateway_bootstrap
 from gateway.config import GatewaySettings
 from gateway.tenants import create_tenant
 from integrations.adapters.repository import IntegrationRepository
-from posint_common.testing import started, unique
+from posint_common.testing import own_database as separate_database, started, unique
 from posint_common.vault import new_key_entry
 from webhook_dispatcher.bootstrap import bootstrap as webhooks_bootstrap
 from webhook_dispatcher.config import WebhooksSettings
@@ -126,14 +123,8 @@ LOOKUP_BOUND_MS = 1_500
 async def own_database(private_broker):
     """The gateway's and the dispatcher's fixed schemas in a database of the test's own, so the
     session's services (their outbox relays) never take this test's rows."""
-    name = f"hooklookup_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(private_broker.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(private_broker.database_url)._replace(path="/" + name))
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with separate_database(private_broker.database_url, "hooklookup") as url:
+        yield url
 
 
 @pytest.fixture

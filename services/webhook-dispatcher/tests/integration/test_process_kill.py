@@ -13,9 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
@@ -24,7 +22,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from posint_common import db
 from posint_common.contracts import integrations, topics
 from posint_common.envelope import Envelope
-from posint_common.testing import eventually
+from posint_common.testing import eventually, own_database as separate_database
 from posint_common.vault import new_key_entry
 from webhook_dispatcher import SCHEMA
 from webhook_dispatcher.adapters.vault import KeyRing
@@ -86,14 +84,8 @@ async def receiver():
 async def own_database(private_broker):
     """A database of the test's own: the process uses the dispatcher's fixed schema, which no other
     test's dispatcher may share."""
-    name = f"wkill_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(private_broker.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(private_broker.database_url)._replace(path="/" + name))
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with separate_database(private_broker.database_url, "wkill") as url:
+        yield url
 
 
 class Dispatcher:
