@@ -80,24 +80,12 @@ def channel(schema: str) -> str:
 
 
 # The rows and the relay's wake-up in one round trip (NOTIFY is delivered at commit, and once per
-# transaction however often it is sent); rows keep their given order (seq).
+# transaction however often it is sent); rows keep their given order (seq). Rows the writer
+# publishes itself right after commit (``direct``) are not due before ``retry_at`` (now + the grace),
+# so the relay leaves them to the writer, which deletes them once the broker acknowledged; a writer
+# that crashed or failed leaves them to the relay. The relay is woken only when some row is its to
+# publish now.
 ADD_ROWS = """
-WITH added AS (
-  INSERT INTO outbox (id, topic, aggregateid, type, envelope)
-  SELECT r.id, r.topic, r.aggregateid, r.type, r.envelope::json
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
-       AS r(id, topic, aggregateid, type, envelope, n)
-  ORDER BY r.n
-  RETURNING 1)
-SELECT pg_notify($6, '') FROM (SELECT count(*) FROM added) AS done
-"""
-
-
-# As ADD_ROWS, with some rows the writer publishes itself right after commit (``direct``): those are
-# not due before ``retry_at`` (now + the grace), so the relay leaves them to the writer, which deletes
-# them once the broker acknowledged; a writer that crashed or failed leaves them to the relay. The
-# relay is woken only when some row is its to publish now.
-ADD_ROWS_DIRECT = """
 WITH added AS (
   INSERT INTO outbox (id, topic, aggregateid, type, envelope, retry_at)
   SELECT r.id, r.topic, r.aggregateid, r.type, r.envelope::json,
@@ -135,11 +123,8 @@ async def add_many(conn: asyncpg.Connection, schema: str, rows: list[tuple[str, 
         [envelope.type for _, envelope in rows],
         [envelope.model_dump_json() for _, envelope in rows],
     )
-    if not direct:
-        await conn.execute(ADD_ROWS, *columns, channel(schema))
-        return
     flags = [envelope.id in direct and envelope.subject is None for _, envelope in rows]
-    await conn.execute(ADD_ROWS_DIRECT, *columns, flags, DIRECT_GRACE_S, channel(schema), not all(flags))
+    await conn.execute(ADD_ROWS, *columns, flags, DIRECT_GRACE_S, channel(schema), not all(flags))
 
 
 async def delete_published(pool: asyncpg.Pool, ids: list[str]) -> None:
