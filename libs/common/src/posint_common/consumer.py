@@ -54,6 +54,9 @@ log = get_logger(__name__)
 RETRY_BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0)
 MAX_BATCHES_IN_FLIGHT = 4
 BATCH_RETRY_DELAY_S = 1.0
+# A query batch followed by another leaves its offsets to that one's commit, for at most this long:
+# under load one commit round trip per interval instead of one per batch.
+QUERY_COMMIT_INTERVAL_S = 0.2
 
 
 @dataclass
@@ -161,6 +164,8 @@ class ConsumerLoop:
         self._last_batch: asyncio.Task | None = None
         self._room = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
         self._acked: list[str] = []  # replies sent directly and acknowledged, their rows not yet deleted
+        self._uncommitted: dict[TopicPartition, int] = {}  # query offsets handled, left to a later batch's commit
+        self._committed_at = time.monotonic()
         self._deleting: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -249,7 +254,28 @@ class ConsumerLoop:
             await asyncio.gather(*(self._handle_in_order(records) for records in batch.values()))
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
-        await self.consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+        if self.read_only:
+            await self._commit_queries(offsets)
+        else:
+            await self.consumer.commit(offsets)
+
+    async def _commit_queries(self, offsets: dict[TopicPartition, int]) -> None:
+        """Queries change nothing, so their commit may wait: a batch with a successor already fetched
+        leaves its offsets to it, unless ``QUERY_COMMIT_INTERVAL_S`` passed since the last commit; the
+        last batch of a burst always commits (so a stop, a revocation or the requester's 503 check
+        finds the group's offsets current). Batches end in fetch order, so offsets only move on."""
+        self._uncommitted.update(offsets)
+        followed = self._last_batch is not asyncio.current_task()
+        if followed and time.monotonic() - self._committed_at < QUERY_COMMIT_INTERVAL_S:
+            return
+        offsets, self._uncommitted = self._uncommitted, {}
+        self._committed_at = time.monotonic()
+        try:
+            await self.consumer.commit(offsets)
+        except Exception:
+            self._uncommitted = {**offsets, **self._uncommitted}  # the next commit carries them
+            raise
 
     async def _handle_in_order(self, records: list[ConsumerRecord]) -> None:
         for record in records:

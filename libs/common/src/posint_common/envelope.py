@@ -128,7 +128,14 @@ class Envelope(BaseModel):
                 continue
             if attr in attrs:
                 raise InvalidEnvelope(f"duplicate header {name}")
-            attrs[attr] = _attribute(name, raw)
+            try:  # the common case in one step; _attribute says what is wrong with any other
+                text = raw.decode()
+            except (AttributeError, UnicodeDecodeError):
+                text = None
+            attrs[attr] = text if text and len(text) <= MAX_ATTRIBUTE_CHARS else _attribute(name, raw)
+        if _CONTROL_CHARACTER.search(" ".join(attrs.values())):  # one scan of all values; a space is no control
+            for attr, text in attrs.items():
+                _attribute(CONTENT_TYPE_HEADER if attr == "datacontenttype" else HEADER_PREFIX + attr, text.encode())
         if "id" not in attrs:
             raise InvalidEnvelope("missing ce_id")
         if attrs.get("specversion") != SPECVERSION:

@@ -163,13 +163,20 @@ class Requester:
         try:
             self._pacer.activity()
             try:
-                sent = await kafka.send(self._producer, topic, envelope, self._send_timeout_s)
+                async with asyncio.timeout(self._send_timeout_s):  # the producer may wait for metadata
+                    acked = await self._producer.send(topic, envelope.value(), key=envelope.key, headers=envelope.headers())
             except (KafkaError, TimeoutError) as error:
                 raise BrokerUnavailable(repr(error)) from error
+            # One wait for the ack and the reply together: the ack's failure (the producer gives up
+            # after KAFKA_REQUEST_TIMEOUT_MS) ends it as BrokerUnavailable.
+            acked.add_done_callback(lambda ack: _fail_unsent(ack, future))
             try:
-                return await asyncio.wait_for(future, self._reply_timeout_s)
+                async with asyncio.timeout(self._reply_timeout_s):
+                    return await future
             except TimeoutError:
-                if await self._never_consumed(sent):
+                if not acked.done():
+                    raise BrokerUnavailable("the broker did not acknowledge the request") from None
+                if await self._never_consumed(acked.result()):
                     raise ServiceUnavailable(f"nobody consumed {type} within {self._reply_timeout_s}s") from None
                 raise ReplyTimeout(f"no reply to {type} within {self._reply_timeout_s}s") from None
         finally:
@@ -214,3 +221,9 @@ class Requester:
             future.set_result(envelope.parse(Reply))
         except (InvalidEnvelope, ValidationError, Undecryptable) as error:
             log.warning("unreadable_reply", offset=record.offset, error=str(error)[:300])
+
+
+def _fail_unsent(ack: asyncio.Future, reply: asyncio.Future) -> None:
+    if not reply.done() and (ack.cancelled() or ack.exception() is not None):
+        error = "cancelled" if ack.cancelled() else repr(ack.exception())
+        reply.set_exception(BrokerUnavailable(error))
