@@ -1,13 +1,14 @@
-"""``make bench``: start (or reuse) the stack and a baseline, load both, measure idle CPU, report.
+"""``make bench``: start (or reuse) the stack and a baseline, load both beside the broker's floor
+(``bench.floor``) and the architecture's least (``bench.minimal``), measure idle CPU, report.
 
 Env: BENCH_DURATION_S (per load run, default 10), BENCH_WARMUP_S (default 2), BENCH_IDLE_S
 (default 60); SOAK_DURATION_S (default 300), SOAK_WINDOW_S (default 30), SOAK_CONCURRENCY (default
 32); BENCH_ONLY picks parts (comma list of load, floor, gateway, ingest, idle, soak; default all, in
 that order; gateway: bench.gateway_features, ingest: bench.ingest with its INGEST_* variables; load
-and floor run together, stack and floor in turn at each concurrency, so that their ratios compare
-the same minutes); BENCH_GATEWAY_URL + BENCH_API_KEY + BENCH_DATABASE_URL reuse a
-running stack (+ BENCH_KAFKA_BOOTSTRAP_SERVERS for the floor). The KAFKA_* variables are passed
-through to the services the launcher starts and to the floor's processes (bench.floor).
+and floor run together, stack, floor, minimal and baseline in turn at each concurrency, so that
+their ratios compare the same minutes); BENCH_GATEWAY_URL + BENCH_API_KEY + BENCH_DATABASE_URL reuse a
+running stack (+ BENCH_KAFKA_BOOTSTRAP_SERVERS for the floor and minimal). The KAFKA_* variables
+are passed through to the services the launcher starts and to the floor's and minimal's processes.
 """
 from __future__ import annotations
 
@@ -22,17 +23,17 @@ from pathlib import Path
 from posint_common.devstack.processes import free_port
 from posint_common.settings import KafkaSettings
 
-from bench import accept, cpu, fanout, floor, gateway_features, idle, ingest, load, stack, stages
+from bench import accept, cpu, fanout, floor, gateway_features, idle, ingest, load, minimal, stack, stages
 
 ROOT = Path(__file__).resolve().parents[1]
 PATH = "/api/v1/integrations"
 PACING = ("kafka_fetch_wait_busy_ms", "kafka_fetch_wait_idle_ms", "kafka_busy_window_ms")
 PARTS = ("load", "floor", "gateway", "ingest", "accept", "fanout", "idle", "soak")  # accept: bench.accept (ACCEPT_* there); fanout: bench.fanout (FANOUT_* there)
-TARGETS = ("stack", "floor", "baseline")  # printed in this order
+TARGETS = ("stack", "floor", "minimal", "baseline")  # printed (and run) in this order
 FLOOR_THROUGHPUT_GOAL = 0.8  # stack/floor req/s at concurrency 32 (issue 11)
 FLOOR_LATENCY_GOAL = 1.3  # stack/floor p50 at concurrency 1
 LOAD_GENERATOR = "load generator (HTTP client)"
-CPU_ORDER = ("gateway", "integrations", "orders", "webhook_dispatcher", "floor client", "floor echo", "tansu", "postgres")
+CPU_ORDER = ("gateway", "integrations", "orders", "webhook_dispatcher", "floor client", "floor echo", "minimal http", "minimal service", "tansu", "postgres")
 SOAK_GOAL = 0.8  # last window's req/s at least this share of the first's
 
 
@@ -105,7 +106,23 @@ def report(results: dict, settings: dict[str, int], duration: float, warmup: flo
                       f"| p50 at concurrency 1 <= 5 ms | {s1.percentile(50):.1f} ms | {mark(s1.percentile(50) <= 5)} |"]
     if goals:
         lines += ["", "| goal | measured | status |", "|---|---|---|", *goals]
-    return "\n".join(lines)
+    return "\n".join(lines + architecture(results, targets))
+
+
+def architecture(results: dict, targets: list[str]) -> list[str]:
+    """What anything laid out like the product can reach on this box (bench.minimal against the
+    floor), and how far the stack is from it: whether the floor goals are reachable at all."""
+    if "minimal" not in targets or "floor" not in targets:
+        return []
+    m32, f32, m1, f1 = results["minimal", 32], results["floor", 32], results["minimal", 1], results["floor", 1]
+    lines = ["", f"what the architecture allows: minimal c32 = {m32.rps:.0f} req/s = {ratio(m32.rps, f32.rps):.2f}x the floor "
+             f"(goal for the stack: {FLOOR_THROUGHPUT_GOAL}x); minimal c1 p50 = {m1.percentile(50):.1f} ms = "
+             f"{ratio(m1.percentile(50), f1.percentile(50)):.2f}x the floor's (goal: {FLOOR_LATENCY_GOAL}x)"]
+    if "stack" in targets:
+        s32, s1 = results["stack", 32], results["stack", 1]
+        lines.append(f"stack / minimal c32 = {ratio(s32.rps, m32.rps):.2f}x req/s; "
+                     f"stack / minimal c1 p50 = {ratio(s1.percentile(50), m1.percentile(50)):.2f}x")
+    return lines
 
 
 def cpu_report(results: dict, meters: dict) -> str:
@@ -129,8 +146,9 @@ def cpu_report(results: dict, meters: dict) -> str:
     lines.append("| cores busy (total) | " + " | ".join(f"{totals[key] / meters[key].elapsed:.2f}" for key in runs) + " |")
     if any(LOAD_GENERATOR in meters[key].seconds for key in runs):
         lines.append(f"| {LOAD_GENERATOR} (not in total) | " + " | ".join(per_request(key, LOAD_GENERATOR) for key in runs) + " |")
-    if any(target == "floor" for target, _ in runs):
-        lines += ["", "The floor's Tansu column also serves the idle stack's paced fetches (a few ms of CPU per second)."]
+    if any(target in ("floor", "minimal") for target, _ in runs):
+        lines += ["", "The floor's and minimal's Tansu (and minimal's Postgres) columns also serve the idle stack's "
+                  "paced fetches (a few ms of CPU per second)."]
     return "\n".join(lines)
 
 
@@ -167,7 +185,8 @@ def soak_report(windows: list[load.LoadResult], window_s: float) -> str:
 
 
 def run_load(info: stack.StackInfo, settings: dict[str, int], duration: float, warmup: float, chosen: tuple[str, ...]) -> str:
-    """Stack, floor and baseline in turn at each concurrency (whichever of them ``chosen`` asks for)."""
+    """Stack, floor, minimal and baseline in turn at each concurrency (whichever of them ``chosen``
+    asks for; minimal runs with the floor, on the same broker)."""
     with_stack = "load" in chosen
     with_floor = "floor" in chosen and bool(info.kafka_bootstrap)
     if "floor" in chosen and not with_floor:
@@ -176,7 +195,7 @@ def run_load(info: stack.StackInfo, settings: dict[str, int], duration: float, w
         return "load: nothing to measure"
     results, meters, breakdown = {}, {}, {}
     urls = stages.health_urls(info.run_dir)
-    baseline = baseline_url = bench_floor = None
+    baseline = baseline_url = bench_floor = bench_minimal = None
     try:
         if with_stack:
             baseline, baseline_url = start_baseline(info.database_url)
@@ -185,6 +204,8 @@ def run_load(info: stack.StackInfo, settings: dict[str, int], duration: float, w
             # the launcher turns rolling on for the Tansu it starts unless KAFKA_ROLL_TOPICS says otherwise
             own_broker = info.launcher is not None and "KAFKA_ROLL_TOPICS" not in os.environ
             bench_floor = floor.Floor(info.kafka_bootstrap, True if own_broker else None)
+            print("minimal: starting its service and HTTP processes on the stack's broker ...", flush=True)
+            bench_minimal = minimal.Minimal(info.kafka_bootstrap, info.database_url, True if own_broker else None)
         for concurrency in (1, 32):
             if with_stack:
                 print(f"load: stack at concurrency {concurrency} ...", flush=True)
@@ -200,10 +221,18 @@ def run_load(info: stack.StackInfo, settings: dict[str, int], duration: float, w
                 print(f"load: floor at concurrency {concurrency} ...", flush=True)
                 result, meters["floor", concurrency] = bench_floor.run(concurrency, duration, warmup)
                 results["floor", concurrency] = load.LoadResult(**result)
+                print(f"load: minimal at concurrency {concurrency} ...", flush=True)
+                meter = cpu.Meter(lambda: {**bench_minimal.processes(), os.getpid(): LOAD_GENERATOR})
+                results["minimal", concurrency] = asyncio.run(load.run(
+                    bench_minimal.url, info.api_key, concurrency, duration, warmup,
+                    on_window=lambda edge: meter.start() if edge == "start" else meter.stop()))
+                meters["minimal", concurrency] = meter
             if with_stack:
                 print(f"load: baseline at concurrency {concurrency} ...", flush=True)
                 results["baseline", concurrency] = asyncio.run(load.run(baseline_url + PATH, info.api_key, concurrency, duration, warmup))
     finally:
+        if bench_minimal is not None:
+            bench_minimal.stop()
         if bench_floor is not None:
             bench_floor.stop()
         if baseline is not None:

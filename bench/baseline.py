@@ -13,6 +13,7 @@ import hashlib
 import json
 import sys
 import uuid
+from typing import Any, Awaitable, Callable
 
 import asyncpg
 import uvloop
@@ -22,24 +23,39 @@ QUERY = ("SELECT id, name, integration_type, provider, is_active, last_sync_at F
          " WHERE tenant_id = $1 ORDER BY id LIMIT 100")
 
 
-def build_app(pool: asyncpg.Pool, demo_tenant: str) -> web.Application:
-    tenants: dict[str, str | None] = {}
+def body(rows: list[asyncpg.Record]) -> str:
+    """The query's rows as the API shows them (``bench.minimal``'s service replies with the same)."""
+    data = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items() if v is not None}
+            for row in rows]
+    return json.dumps({"data": data})
 
-    async def tenant_for(key: str) -> str | None:
-        key_hash = hashlib.sha256(key.encode()).hexdigest()
+
+def authenticator(pool: asyncpg.Pool) -> Callable[[web.Request], Awaitable[Any]]:
+    """The request's tenant id from its bearer key (None: no such key), cached as the gateway's
+    Authenticator caches it (``bench.minimal``'s HTTP process checks keys with it too)."""
+    tenants: dict[str, Any] = {}
+
+    async def tenant_of(request: web.Request) -> Any:
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        key_hash = hashlib.sha256(key.strip().encode()).hexdigest()
         if key_hash not in tenants:
             tenants[key_hash] = await pool.fetchval(
                 "SELECT tenant_id FROM gateway.api_keys WHERE key_hash = $1 AND revoked_at IS NULL", key_hash)
         return tenants[key_hash]
 
+    return tenant_of
+
+
+def build_app(pool: asyncpg.Pool, demo_tenant: str) -> web.Application:
+    tenant_of = authenticator(pool)
+
     async def list_integrations(request: web.Request) -> web.Response:
-        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or await tenant_for(key.strip()) != demo_tenant:
+        if await tenant_of(request) != demo_tenant:
             return web.json_response({"title": "Unauthorized", "status": 401}, status=401)
         rows = await pool.fetch(QUERY, demo_tenant)
-        data = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items() if v is not None}
-                for row in rows]
-        return web.Response(text=json.dumps({"data": data}), content_type="application/json",
+        return web.Response(text=body(rows), content_type="application/json",
                             headers={"X-Request-Id": uuid.uuid4().hex})
 
     app = web.Application()

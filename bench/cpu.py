@@ -32,6 +32,14 @@ def _kind(process: psutil.Process, postgres_pids: set[int]) -> str:
     return "tansu" if any("tansu" in part or "broker" in part for part in cmdline[:2]) else process.name()
 
 
+def postgres_processes(database_url: str) -> dict[int, str]:
+    """pid -> "postgres" for the postmaster on the DATABASE_URL port and all its children."""
+    postmaster = listener(urlsplit(database_url).port)
+    if postmaster is None:
+        raise RuntimeError("cannot find the Postgres listener (need permission to see other users' sockets)")
+    return {p.pid: "postgres" for p in [postmaster, *postmaster.children(recursive=True)]}
+
+
 def stack_processes(gateway_url: str, database_url: str) -> dict[int, str]:
     """pid -> kind for every process of the stack (the launcher itself excluded)."""
     gateway = listener(urlsplit(gateway_url).port)

@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import uvloop
@@ -97,7 +98,9 @@ def stop_on_eof_or_signal(stop: asyncio.Event) -> None:
     loop.call_later(MAX_LIFETIME_S, stop.set)
 
 
-async def echo(bootstrap: str, prefix: str) -> None:
+async def echo(bootstrap: str, prefix: str, reply: Callable[[list], Awaitable[list[bytes]]] | None = None) -> None:
+    """Answer every request with its own value, or with what ``reply`` makes of a batch's records
+    (``bench.minimal``'s service: the query's rows), in the records' order."""
     config = settings(bootstrap)
     base = requests_topic(prefix)
     partitions = int(os.environ.get("KAFKA_TOPIC_PARTITIONS", kafka.DEFAULT_PARTITIONS))
@@ -125,8 +128,10 @@ async def echo(bootstrap: str, prefix: str) -> None:
 
     async def answer(batch: dict, previous: asyncio.Task | None) -> None:
         try:
-            sent = [await producer.send(dict(record.headers)["replyto"].decode(), record.value, key=record.key)
-                    for records in batch.values() for record in records]
+            records = [record for records in batch.values() for record in records]
+            values = await reply(records) if reply else [record.value for record in records]
+            sent = [await producer.send(dict(record.headers)["replyto"].decode(), value, key=record.key)
+                    for record, value in zip(records, values)]
             await asyncio.gather(*sent)
             if previous is not None:
                 await asyncio.gather(previous, return_exceptions=True)
@@ -161,66 +166,96 @@ async def echo(bootstrap: str, prefix: str) -> None:
         await admin.close()
 
 
-async def client(bootstrap: str, prefix: str, concurrency: int, duration_s: float, warmup_s: float) -> dict:
-    config = settings(bootstrap)
-    producer = kafka.make_producer(config, client_id=f"{prefix}.client")
-    consumer = kafka.make_consumer(config, group_id=None, client_id=f"{prefix}.client")
-    admin = admin_for(config)
-    await admin.start()
-    await producer.start()
-    await consumer.start()
-    base = requests_topic(prefix)
-    targets = replies = None
-    if config.kafka_roll_topics:  # as posint_common.requests: newest request generation, own reply generations
-        targets = topic_roll.Targets(admin)
-        await targets.start()
-        replies = topic_roll.RollingReader(consumer, admin, (topic_roll.reply_base(replies_topic(prefix), uuid.uuid4().hex[:12]),),
-                                           roll_records=config.kafka_roll_records, orphans_of=replies_topic(prefix))
-        await replies.start()
-    else:
-        reply_topic = f"{replies_topic(prefix)}.{uuid.uuid4().hex[:12]}"
-        await kafka.ensure_topics(bootstrap, (reply_topic,), 1)
-        await consumer.topics()
-        tp = TopicPartition(reply_topic, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_end(tp)
-        await consumer.position(tp)
-    pacer = FetchPacer(consumer, **pacer_settings(config))
-    pending: dict[bytes, asyncio.Future] = {}
+class Requester:
+    """The gateway's side of a bare request/reply, as the floor's client makes it: requests on the
+    newest generation of ``PREFIX.requests``, replies on a topic (or generations) of its own, matched
+    by key. ``bench.minimal``'s HTTP process makes its requests with it too."""
 
-    async def route() -> None:
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self.bootstrap, self.prefix = bootstrap, prefix
+        self.config = settings(bootstrap)
+        self.base = requests_topic(prefix)
+        self.producer = kafka.make_producer(self.config, client_id=f"{prefix}.client")
+        self.consumer = kafka.make_consumer(self.config, group_id=None, client_id=f"{prefix}.client")
+        self.admin = admin_for(self.config)
+        self.targets = self.replies = self.router = None
+        self.reply_topic = ""
+        self.pending: dict[bytes, asyncio.Future] = {}
+        self.counter = iter(range(1 << 62))
+
+    async def start(self) -> None:
+        config, consumer = self.config, self.consumer
+        await self.admin.start()
+        await self.producer.start()
+        await consumer.start()
+        if config.kafka_roll_topics:  # as posint_common.requests: newest request generation, own reply generations
+            self.targets = topic_roll.Targets(self.admin)
+            await self.targets.start()
+            self.replies = topic_roll.RollingReader(
+                consumer, self.admin, (topic_roll.reply_base(replies_topic(self.prefix), uuid.uuid4().hex[:12]),),
+                roll_records=config.kafka_roll_records, orphans_of=replies_topic(self.prefix))
+            await self.replies.start()
+        else:
+            self.reply_topic = f"{replies_topic(self.prefix)}.{uuid.uuid4().hex[:12]}"
+            await kafka.ensure_topics(self.bootstrap, (self.reply_topic,), 1)
+            await consumer.topics()
+            tp = TopicPartition(self.reply_topic, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_end(tp)
+            await consumer.position(tp)
+        self.pacer = FetchPacer(consumer, **pacer_settings(config))
+        self.router = asyncio.create_task(self._route())
+
+    async def _route(self) -> None:
         while True:
-            batch = await consumer.getmany(timeout_ms=1_000)
+            batch = await self.consumer.getmany(timeout_ms=1_000)
             if batch:
-                pacer.activity()
+                self.pacer.activity()
             for records in batch.values():
                 for record in records:
-                    future = pending.pop(record.key, None)
+                    future = self.pending.pop(record.key, None)
                     if future is not None and not future.done():
-                        future.set_result(None)
+                        future.set_result(record.value)
 
-    router = asyncio.create_task(route())
+    async def request(self, value: bytes) -> bytes:
+        """The reply's value; KafkaError or TimeoutError (after REPLY_TIMEOUT_S) when there is none."""
+        key = next(self.counter).to_bytes(8, "big")
+        future = self.pending[key] = asyncio.get_running_loop().create_future()
+        reply_to = self.replies.current(self.replies.bases[0]) if self.replies else self.reply_topic
+        topic = self.targets.topic_for(self.base) if self.targets else self.base
+        try:
+            self.pacer.activity()
+            await self.producer.send_and_wait(topic, value, key=key, headers=[("replyto", reply_to.encode())])
+            return await asyncio.wait_for(future, REPLY_TIMEOUT_S)
+        finally:
+            self.pending.pop(key, None)
+
+    async def stop(self) -> None:
+        if self.router is not None:
+            self.router.cancel()
+            await asyncio.gather(self.router, return_exceptions=True)
+            self.pacer.close()
+        for part in (self.replies, self.targets):
+            if part is not None:
+                await part.stop()
+        await self.consumer.stop()
+        await self.producer.stop()
+        await self.admin.close()
+
+
+async def client(bootstrap: str, prefix: str, concurrency: int, duration_s: float, warmup_s: float) -> dict:
+    requester = Requester(bootstrap, prefix)
     latencies: list[float] = []
     errors = 0
-    counter = iter(range(1 << 62))
 
     async def worker(until: float, record: bool) -> None:
         nonlocal errors
-        loop = asyncio.get_running_loop()
         while (start := time.perf_counter()) < until:
-            key = next(counter).to_bytes(8, "big")
-            future = pending[key] = loop.create_future()
-            reply_to = replies.current(replies.bases[0]) if replies else reply_topic
-            topic = targets.topic_for(base) if targets else base
             try:
-                pacer.activity()
-                await producer.send_and_wait(topic, PAYLOAD, key=key, headers=[("replyto", reply_to.encode())])
-                await asyncio.wait_for(future, REPLY_TIMEOUT_S)
+                await requester.request(PAYLOAD)
                 good = True
             except (KafkaError, TimeoutError):
                 good = False
-            finally:
-                pending.pop(key, None)
             if not record:
                 continue
             if good:
@@ -229,6 +264,7 @@ async def client(bootstrap: str, prefix: str, concurrency: int, duration_s: floa
                 errors += 1
 
     try:
+        await requester.start()
         if warmup_s > 0:
             until = time.perf_counter() + warmup_s
             await asyncio.gather(*(worker(until, False) for _ in range(concurrency)))
@@ -238,15 +274,7 @@ async def client(bootstrap: str, prefix: str, concurrency: int, duration_s: floa
         elapsed = time.perf_counter() - began
         say("end")
     finally:
-        router.cancel()
-        await asyncio.gather(router, return_exceptions=True)
-        pacer.close()
-        for part in (replies, targets):
-            if part is not None:
-                await part.stop()
-        await consumer.stop()
-        await producer.stop()
-        await admin.close()
+        await requester.stop()
     return {"concurrency": concurrency, "seconds": elapsed, "ok": len(latencies), "errors": errors, "latencies_ms": latencies}
 
 
@@ -261,32 +289,25 @@ class Floor:
         self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
         if roll_topics is not None:
             self.env["KAFKA_ROLL_TOPICS"] = "true" if roll_topics else "false"
-        self.echo, self._echo_lines = self._spawn("echo", bootstrap, self.prefix, stdin=subprocess.PIPE)
-        self.rolled = _expect(self._echo_lines, self.echo, "ready", START_TIMEOUT_S) == "ready rolled"
-
-    def _spawn(self, *args: str, stdin=subprocess.DEVNULL) -> tuple[subprocess.Popen, queue.Queue]:
-        """Start a floor process; its report lines arrive on the returned queue (None: it closed the pipe)."""
-        read_fd, write_fd = os.pipe()
+        self.echo, self._echo_lines = spawn("bench.floor", self.env, "echo", bootstrap, self.prefix, stdin=subprocess.PIPE)
         try:
-            process = subprocess.Popen([sys.executable, "-m", "bench.floor", *args], cwd=ROOT, stdin=stdin,
-                                       stdout=sys.stderr, env={**self.env, REPORT_FD: str(write_fd)},
-                                       pass_fds=(write_fd,), preexec_fn=die_with_parent)
-        finally:
-            os.close(write_fd)
-        return process, _lines(os.fdopen(read_fd))
+            self.rolled = expect(self._echo_lines, self.echo, "ready", START_TIMEOUT_S) == "ready rolled"
+        except RuntimeError:
+            self.echo.kill()
+            raise
 
     def run(self, concurrency: int, duration_s: float, warmup_s: float) -> tuple[dict, cpu.Meter]:
         """One closed-loop run: the client's result, and the CPU each process used in its recorded window."""
-        client, lines = self._spawn("client", self.bootstrap, self.prefix, str(concurrency), str(duration_s), str(warmup_s))
+        client, lines = spawn("bench.floor", self.env, "client", self.bootstrap, self.prefix, str(concurrency), str(duration_s), str(warmup_s))
         broker = cpu.listener(int(self.bootstrap.rsplit(":", 1)[1]))
         kinds = {self.echo.pid: "floor echo", client.pid: "floor client", **({broker.pid: "tansu"} if broker else {})}
         meter = cpu.Meter(lambda: dict(kinds))
         try:
-            _expect(lines, client, "start", START_TIMEOUT_S + warmup_s)
+            expect(lines, client, "start", START_TIMEOUT_S + warmup_s)
             meter.start()
-            _expect(lines, client, "end", duration_s + REPLY_TIMEOUT_S + 30)
+            expect(lines, client, "end", duration_s + REPLY_TIMEOUT_S + 30)
             meter.stop()
-            result = json.loads(_expect(lines, client, "result ", 30).removeprefix("result "))
+            result = json.loads(expect(lines, client, "result ", 30).removeprefix("result "))
             client.wait(30)
             return result, meter
         finally:
@@ -296,13 +317,30 @@ class Floor:
 
     def stop(self) -> None:
         """Close the echo's stdin: it stops reading, deletes the floor's topics and exits."""
-        if self.echo.poll() is None:
-            self.echo.stdin.close()
-            try:
-                self.echo.wait(30)
-            except subprocess.TimeoutExpired:
-                self.echo.kill()
-                self.echo.wait()
+        close(self.echo)
+
+
+def spawn(module: str, env: dict[str, str], *args: str, stdin=subprocess.DEVNULL) -> tuple[subprocess.Popen, queue.Queue]:
+    """Start ``python -m module args``; its report lines arrive on the returned queue (None: it closed the pipe)."""
+    read_fd, write_fd = os.pipe()
+    try:
+        process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, stdin=stdin,
+                                   stdout=sys.stderr, env={**env, REPORT_FD: str(write_fd)},
+                                   pass_fds=(write_fd,), preexec_fn=die_with_parent)
+    finally:
+        os.close(write_fd)
+    return process, _lines(os.fdopen(read_fd))
+
+
+def close(process: subprocess.Popen) -> None:
+    """Close a long-lived process's stdin (it stops and cleans up after itself); kill it if it takes over 30 s."""
+    if process.poll() is None:
+        process.stdin.close()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _lines(report) -> queue.Queue:
@@ -323,16 +361,16 @@ def _next(lines: queue.Queue, process: subprocess.Popen, timeout_s: float) -> st
     try:
         line = lines.get(timeout=timeout_s)
     except queue.Empty:
-        raise RuntimeError(f"floor {process.args[3]} silent for {timeout_s:g} s") from None
+        raise RuntimeError(f"{process.args[2]} {process.args[3]} silent for {timeout_s:g} s") from None
     if line is None:
-        raise RuntimeError(f"floor {process.args[3]} exited ({process.wait()})")
+        raise RuntimeError(f"{process.args[2]} {process.args[3]} exited ({process.wait()})")
     return line
 
 
-def _expect(lines: queue.Queue, process: subprocess.Popen, wanted: str, timeout_s: float) -> str:
+def expect(lines: queue.Queue, process: subprocess.Popen, wanted: str, timeout_s: float) -> str:
     line = _next(lines, process, timeout_s)
     if not line.startswith(wanted):
-        raise RuntimeError(f"floor {process.args[3]}: expected {wanted!r}, got {line[:200]!r}")
+        raise RuntimeError(f"{process.args[2]} {process.args[3]}: expected {wanted!r}, got {line[:200]!r}")
     return line
 
 
