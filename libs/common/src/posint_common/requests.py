@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import deque
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -35,6 +36,10 @@ from posint_common.settings import ServiceSettings
 from posint_common.vault import Undecryptable
 
 log = get_logger(__name__)
+
+# Reply deadlines are checked this often by one timer, rather than one timer per request (a timer
+# per request was ~5% of the gateway's CPU under load): a request times out up to this much late.
+EXPIRY_TICK_S = 0.05
 
 
 class BrokerUnavailable(Exception):
@@ -68,8 +73,9 @@ class Requester:
         self._client_id = client_id
         self._reply_timeout_s = reply_timeout_s
         self._transport = TransportKeyRing.from_setting(settings.transport_keys)
-        self._send_timeout_s = settings.kafka_request_timeout_ms / 1000
         self._pending: dict[str, asyncio.Future] = {}
+        self._deadlines: deque[tuple[float, str]] = deque()  # in deadline order: every request waits as long
+        self._expiry: asyncio.TimerHandle | None = None
         self._max_pending = max_pending
         self._consumer: AIOKafkaConsumer | None = None
         self._admin = AIOKafkaAdminClient(
@@ -126,6 +132,8 @@ class Requester:
                 await part.stop()
         if self._consumer:
             await self._consumer.stop()
+        if self._expiry is not None:
+            self._expiry.cancel()
         for future in self._pending.values():
             future.cancel()
         await self._admin.close()
@@ -157,22 +165,22 @@ class Requester:
             topic = self._targets.topic_for(topic)
         if len(self._pending) >= self._max_pending:
             raise Overloaded(f"{len(self._pending)} requests already wait for a reply")
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._pending[envelope.id] = future
         metrics.PENDING_REPLIES.inc()
         try:
             self._pacer.activity()
-            try:
-                async with asyncio.timeout(self._send_timeout_s):  # the producer may wait for metadata
-                    acked = await self._producer.send(topic, envelope.value(), key=envelope.key, headers=envelope.headers())
-            except (KafkaError, TimeoutError) as error:
+            try:  # aiokafka bounds this by KAFKA_REQUEST_TIMEOUT_MS (waiting for metadata or buffer room)
+                acked = await self._producer.send(topic, envelope.value(), key=envelope.key, headers=envelope.headers())
+            except KafkaError as error:
                 raise BrokerUnavailable(repr(error)) from error
             # One wait for the ack and the reply together: the ack's failure (the producer gives up
-            # after KAFKA_REQUEST_TIMEOUT_MS) ends it as BrokerUnavailable.
+            # after KAFKA_REQUEST_TIMEOUT_MS) ends it as BrokerUnavailable, the deadline as TimeoutError.
             acked.add_done_callback(lambda ack: _fail_unsent(ack, future))
+            self._expire_at(loop, loop.time() + self._reply_timeout_s, envelope.id)
             try:
-                async with asyncio.timeout(self._reply_timeout_s):
-                    return await future
+                return await future
             except TimeoutError:
                 if not acked.done():
                     raise BrokerUnavailable("the broker did not acknowledge the request") from None
@@ -182,6 +190,22 @@ class Requester:
         finally:
             self._pending.pop(envelope.id, None)
             metrics.PENDING_REPLIES.dec()
+
+    def _expire_at(self, loop: asyncio.AbstractEventLoop, deadline: float, request_id: str) -> None:
+        self._deadlines.append((deadline, request_id))
+        if self._expiry is None:
+            self._expiry = loop.call_at(max(deadline, loop.time() + EXPIRY_TICK_S), self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fail the requests whose deadline passed (ids only are kept: an answered request is gone)."""
+        now = loop.time()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            future = self._pending.get(self._deadlines.popleft()[1])
+            if future is not None and not future.done():
+                future.set_exception(TimeoutError())
+        self._expiry = None
+        if self._deadlines:
+            self._expiry = loop.call_at(max(self._deadlines[0][0], now + EXPIRY_TICK_S), self._expire, loop)
 
     async def _never_consumed(self, sent) -> bool:
         """True when the answering group's committed offset is not past our request: it is down."""

@@ -16,7 +16,7 @@ from posint_common import kafka, topic_roll
 from posint_common.contracts import topics
 from posint_common.contracts.replies import REPLY, Reply
 from posint_common.envelope import Envelope
-from posint_common.requests import ReplyTimeout, Requester
+from posint_common.requests import EXPIRY_TICK_S, ReplyTimeout, Requester
 from posint_common.testing import unique
 
 
@@ -95,5 +95,28 @@ async def test_a_request_nobody_answers_is_a_reply_timeout_within_its_deadline(i
         with pytest.raises(ReplyTimeout):
             await requester.request(request_topic, "posint.test.ping.v1", Ping(n=1), tenant_id="t1", request_id="r")
         assert time.monotonic() - began < 3
+    finally:
+        await requester.stop()
+
+
+async def test_concurrent_requests_nobody_answers_each_time_out_on_their_own_deadline(infra, producer, request_topic):
+    """One timer serves every deadline (``EXPIRY_TICK_S``): requests sent at different moments each
+    end near their own deadline, none early, and nothing is left waiting or remembered."""
+    requester = Requester(infra.settings(), producer, source="posint/webhook-dispatcher",
+                          reply_topic=topics.WEBHOOKS_REPLIES, client_id="test.replies", reply_timeout_s=0.6)
+    await requester.start()
+
+    async def one(n: int, delay_s: float) -> float:
+        await asyncio.sleep(delay_s)  # staggered starts, so the deadlines differ
+        began = time.monotonic()
+        with pytest.raises(ReplyTimeout):
+            await requester.request(request_topic, "posint.test.ping.v1", Ping(n=n), tenant_id="t1", request_id=f"r{n}")
+        return time.monotonic() - began
+
+    try:
+        waited = await asyncio.gather(*(one(n, 0.03 * n) for n in range(20)))
+        assert min(waited) >= 0.58, waited  # never before its own deadline (a loop clock may lag by a few ms)
+        assert max(waited) < 0.6 + EXPIRY_TICK_S + 1.5, waited  # the offsets check after the deadline is bounded too
+        assert not requester._pending and not requester._deadlines
     finally:
         await requester.stop()
