@@ -12,6 +12,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import pydantic_core
@@ -22,6 +23,8 @@ REDACTED = "[redacted]"
 MIN_HIDDEN_LENGTH = 8  # shorter values ("1", "gzip") are not worth blanking out of every line
 
 _hidden: ContextVar[tuple[str, ...]] = ContextVar("posint_log_hidden", default=())
+_handler: logging.StreamHandler | None = None  # the one configure_logging installs
+_service: str | None = None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -90,7 +93,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
     ]
-    handler = logging.StreamHandler(sys.stdout)
+    global _handler, _service
+    handler = _handler = logging.StreamHandler(sys.stdout)
+    _service = service
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -152,6 +157,32 @@ class _WithoutParserText(logging.Filter):
 
 def _log_uncaught(exc_type, exc_value, exc_traceback) -> None:
     logging.getLogger("uncaught").critical("uncaught_exception", exc_info=(exc_type, exc_value, exc_traceback))
+
+
+class LineLogger:
+    """One kind of line written once per request (the gateway's access line): the same JSON object,
+    fields, redaction and handler as a structlog line written outside any bound context, built in one
+    step instead of through a LogRecord and the processor chain (a third of the cost). Where logging
+    was set up otherwise (another handler, tests capturing records) it takes the ordinary way."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._stdlib = logging.getLogger(name)
+        self._ordinary = get_logger(name)
+
+    def info(self, event: str, **fields: Any) -> None:
+        handler = _handler
+        if handler is None or logging.getLogger().handlers != [handler] or structlog.contextvars.get_contextvars().keys() - {"service"}:
+            self._ordinary.info(event, **fields)
+            return
+        if not self._stdlib.isEnabledFor(logging.INFO):
+            return
+        fields.update(event=event, service=_service, level="info", logger=self.name,
+                      timestamp=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"))
+        line = render_json(None, "info", scrub_hidden(None, "info", redact_secrets(None, "info", fields)))
+        with handler.lock:
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -20,13 +20,13 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 from posint_common import metrics
-from posint_common.log import get_logger
+from posint_common.log import LineLogger, get_logger
 
 from gateway.http import problems
 from gateway.http.middleware import REQUEST_ID_KEY, ROUTE_KEY, TENANT_KEY, request_id_of
 
 log = get_logger(__name__)
-access_log = get_logger("gateway.access")
+access_log = LineLogger("gateway.access")  # one line per request: the cheap way
 
 
 def _frames(error: BaseException | None) -> str | None:
