@@ -242,6 +242,16 @@ class OrderRepository:
                        r["reason"], r["at"]) for r in rows]
 
 
+async def what_is_due(pool_or_conn) -> tuple[bool, bool]:
+    """Whether any received order is past its deadline, and any wait's time is up: one statement on
+    the two due indexes, no transaction and no lock, so an idle tick costs one round trip."""
+    row = await pool_or_conn.fetchrow(
+        "SELECT EXISTS (SELECT 1 FROM orders WHERE status = 'received' AND accept_by <= now()) AS orders,"
+        " EXISTS (SELECT 1 FROM reply_waits WHERE answer_by <= now()) AS waits"
+    )
+    return row["orders"], row["waits"]
+
+
 async def due_orders(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     """Received orders past their acceptance deadline, locked; one an accept holds is skipped (it is
     decided there, and the next tick sees what it left)."""

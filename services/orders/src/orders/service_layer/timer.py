@@ -1,6 +1,7 @@
 """The timer: acceptance deadlines and held accept replies, both kept in Postgres.
 
-Each tick expires the received orders past ``accept_by`` (locked with SKIP LOCKED: an accept
+Each tick first asks whether anything is due at all (one statement, no transaction: the idle
+service's cost), then expires the received orders past ``accept_by`` (locked with SKIP LOCKED: an accept
 holding the row decides it there, and ``expire_if_due`` makes that accept lose to a passed deadline
 too, so exactly one wins) and answers the accept waits whose time is up with the order as it
 stands (injection ``pending``). Nothing lives in memory: after a restart the first tick fires
@@ -19,7 +20,7 @@ from posint_common.envelope import Envelope
 from posint_common.log import get_logger
 
 from orders.adapters import metrics
-from orders.adapters.repository import OrderRepository, due_orders, due_waits, unaccepted
+from orders.adapters.repository import OrderRepository, due_orders, due_waits, unaccepted, what_is_due
 from orders.service_layer.handlers import expire_if_due
 from orders.service_layer.replies import document, send_held
 
@@ -70,9 +71,10 @@ async def run(pool: asyncpg.Pool, schema: str, source: str, interval_s: float, n
     counted_at = 0.0
     while True:
         try:
-            while await expire_due(pool, schema, source) == BATCH:
+            orders_due, waits_due = await what_is_due(pool)  # an idle tick: one query, no transaction
+            while orders_due and await expire_due(pool, schema, source) == BATCH:
                 pass
-            while await answer_due(pool, schema, source) == BATCH:
+            while waits_due and await answer_due(pool, schema, source) == BATCH:
                 pass
             if time.monotonic() - counted_at >= GAUGE_INTERVAL_S:
                 await count_unaccepted(pool, near_s)
