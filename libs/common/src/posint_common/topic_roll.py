@@ -46,6 +46,9 @@ ROLL_AGE_S = 120.0  # even an idle base rolls this often: a generation's age tel
 GRACE_S = 15.0  # an old generation is read this long after its successor appeared: > REPLY_TIMEOUT_MS + REFRESH_S
 ORPHAN_AGE_S = ROLL_AGE_S + GRACE_S + 60.0
 REFRESH_S = 1.0
+# Without traffic the topic list (a metadata request naming every topic, costly for the broker and
+# the client alike) is fetched this often instead: a sender's view may be this old, well inside GRACE_S.
+IDLE_REFRESH_S = 5.0
 ROLL_RECORDS = 2_000  # at ~1 µs per stored batch, a fetch lists at most ~2 ms: well inside a 5 ms fetch wait
 PARTITIONS = 1  # Tansu pays per partition on every fetch, and readers use assign(): one partition is enough
 _GENERATION = re.compile(r"^(?P<base>.+)\.g(?P<ms>\d{13})$")
@@ -129,6 +132,7 @@ class Targets:
         self._topics: set[str] = set()
         self._newest: dict[str, str] = {}
         self._task: asyncio.Task | None = None
+        self._used = False  # topic_for was asked since the last refresh
 
     async def start(self) -> None:
         await self.refresh()
@@ -148,11 +152,16 @@ class Targets:
         self._newest = newest_generations(self._topics)
 
     def topic_for(self, base: str) -> str:
+        self._used = True
         return self._newest.get(base, base)
 
     async def _run(self) -> None:
+        refreshed = time.monotonic()
         while True:
             await asyncio.sleep(REFRESH_S)
+            if not self._used and time.monotonic() - refreshed < IDLE_REFRESH_S:
+                continue  # nothing sent: the list can wait
+            self._used, refreshed = False, time.monotonic()
             try:
                 await self.refresh()
             except (KafkaError, OSError) as error:
@@ -244,12 +253,23 @@ class RollingReader:
             log.info("topic_generations_deleted", topics=sorted(expired))
 
     async def _run(self) -> None:
+        """A round every ``REFRESH_S`` while records arrive (the high watermarks moved), every
+        ``IDLE_REFRESH_S`` otherwise: rolls by age and deletions after the grace are not that urgent."""
+        marks, maintained = None, time.monotonic()
         while True:
             await asyncio.sleep(REFRESH_S)
+            now_marks = self._marks()
+            if now_marks == marks and time.monotonic() - maintained < IDLE_REFRESH_S:
+                continue
+            marks, maintained = now_marks, time.monotonic()
             try:
                 await self.maintain()
             except (KafkaError, OSError) as error:
                 log.warning("topic_roll_failed", error=repr(error))
+
+    def _marks(self) -> tuple[int | None, ...]:
+        """The high watermarks of what is assigned, as far as fetched: they move only with traffic."""
+        return tuple(self.consumer.highwater(tp) for tp in sorted(self.consumer.assignment()))
 
     async def _refresh(self) -> None:
         self._set_topics(set(await self.admin.list_topics()))
