@@ -96,7 +96,8 @@ class Requester:
             await self._start_rolling()
         else:
             await self._assign_shared_replies()
-        self._pacer = FetchPacer(self._consumer, **pacer_settings(self._settings))
+        self._pacer = FetchPacer(self._consumer, **pacer_settings(self._settings),
+                                 pause_unless_waiting=lambda: bool(self._pending))  # replies come only to requests
         self._task = asyncio.create_task(self._route_replies(), name=f"{self._source.removeprefix('posint/')}-reply-router")
 
     async def _start_rolling(self) -> None:
