@@ -20,7 +20,7 @@ class KafkaSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = Field(min_length=1)
     kafka_fetch_wait_busy_ms: int = Field(default=5, ge=1, le=10_000)  # Tansu never delivers to a 0 ms fetch
-    kafka_fetch_wait_idle_ms: int = Field(default=500, ge=1, le=10_000)
+    kafka_fetch_wait_idle_ms: int = Field(default=750, ge=1, le=10_000)  # Tansu: idle CPU vs the first request after a quiet spell (bench/RESULTS.md)
     kafka_busy_window_ms: int = Field(default=2_000, ge=0, le=600_000)
     kafka_session_timeout_ms: int = Field(default=6_000, ge=3_000, le=300_000)
     kafka_request_timeout_ms: int = Field(default=5_000, ge=100, le=120_000)
