@@ -289,7 +289,10 @@ class RollingReader:
         if wanted == current:
             return
         kept = {tp: await self.consumer.position(tp) for tp in current & wanted}
+        paused = bool(current) and self.consumer.paused() >= current  # a paused reader (FetchPacer) stays paused
         self.consumer.assign(sorted(wanted))
+        if paused:
+            self.consumer.pause(*wanted)
         for tp in wanted:
             if tp in kept:
                 self.consumer.seek(tp, kept[tp])

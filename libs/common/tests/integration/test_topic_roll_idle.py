@@ -83,3 +83,26 @@ async def test_a_reader_with_nothing_arriving_refreshes_rarely_and_every_second_
 async def _read(consumer: AIOKafkaConsumer) -> None:
     while True:
         await consumer.getmany(timeout_ms=100)
+
+
+async def test_a_paused_reader_stays_paused_across_a_roll(infra, admin):
+    """A requester pauses its reply consumer while nothing is awaited (FetchPacer); a roll reassigns
+    the partitions, and the new generation must not bring the idle fetches back."""
+    base = unique("paused-roll")
+    consumer = AIOKafkaConsumer(bootstrap_servers=infra.bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    reader = topic_roll.RollingReader(consumer, admin, (base,), roll_age_s=0.5)
+    try:
+        await reader.start()
+        first = reader.current(base)
+        consumer.pause(*consumer.assignment())
+        await asyncio.sleep(0.6)  # older than roll_age_s: the next round rolls
+        await reader.maintain()
+        assert reader.current(base) != first, "the reader rolled"
+        assert consumer.assignment() and consumer.paused() == consumer.assignment()
+        consumer.resume(*consumer.paused())
+        await reader.maintain()  # a reader that is not paused is left alone
+        assert not consumer.paused()
+    finally:
+        await reader.stop()
+        await consumer.stop()
