@@ -6,7 +6,8 @@
   message has no second effect) and its outbox rows (emitted messages and the reply); one
   partition's messages are handled in order, partitions in parallel.
 - Queries (``read_only=True``): no transaction, no inbox, a batch handled concurrently, the reply
-  sent straight to the broker; answering twice is harmless and reads never wait on writes.
+  sent straight to the broker; answering twice is harmless and reads never wait on writes. Their
+  batches commit together (``QUERY_COMMIT_INTERVAL_S``), the last one of a burst always.
 - Whatever a record carries, it ends handled or dead-lettered (``<topic>.dlq``, through the
   outbox) and the partition moves on. What can never succeed (an unreadable record, an unknown
   type, an invalid payload, a value Postgres refuses, a handler's own validation error) is

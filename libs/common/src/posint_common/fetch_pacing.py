@@ -23,8 +23,7 @@ class FetchPacer:
     it (a requester's replies; the callable says whether anything is still awaited): when the window
     passes with nothing awaited it stops fetching altogether, and resumes on the next activity; while
     something is awaited it stays busy. No idle fetches at all, and the first reply after a quiet spell
-    does not wait out an idle fetch. Partitions assigned while paused (a topic roll) fetch at the idle
-    wait until then.
+    does not wait out an idle fetch (a topic roll keeps a paused reader paused: topic_roll.RollingReader).
     """
 
     def __init__(self, consumer: AIOKafkaConsumer, *, busy_ms: int, idle_ms: int, window_ms: int,
